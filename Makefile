@@ -1,0 +1,76 @@
+# BiMediX recipes: the front door. `make help` lists every target.
+# Targets are one-line calls into Python; the logic lives in bimedix/ and the stage folders.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+SERVE_VENV := .venv-serve
+PY := $(VENV)/bin/python
+SERVE_PY := $(SERVE_VENV)/bin/python
+TINY_MODEL ?= models/tiny-bimedix-moe
+
+# Every Python call sees the repository root; nothing is installed into the environments by hand.
+export PYTHONPATH := $(CURDIR)
+export TOKENIZERS_PARALLELISM := false
+# Tests never touch the network: no hub downloads, no dataset downloads.
+TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+##@ Setup
+
+.PHONY: help
+help: ## List every target with one line each
+	@awk 'BEGIN {FS = ":.*## "} \
+	  /^##@/ {printf "\n%s\n", substr($$0, 5); next} \
+	  /^[a-zA-Z0-9_.-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+
+.PHONY: env
+env: ## Create the main environment (.venv: data, training, eval) from requirements/main.lock
+	@$(PYTHON) -m bimedix.envs ensure main
+
+.PHONY: env-serve
+env-serve: ## Create the serving environment (.venv-serve: FastChat) from requirements/serve.lock
+	@$(PYTHON) -m bimedix.envs ensure serve
+
+.PHONY: lock
+lock: ## Re-resolve requirements/*.in into the lock files (needs the package index)
+	$(PYTHON) -m bimedix.envs lock main
+	$(PYTHON) -m bimedix.envs lock serve
+
+.PHONY: tiny-model
+tiny-model: env ## Build the tiny bilingual Mixtral (8 experts, top-2) in models/, offline
+	@$(TEST_ENV) $(PY) -m bimedix.tiny_model --out $(TINY_MODEL)
+
+##@ Quality
+
+.PHONY: lint
+lint: env ## ruff format --check and ruff check
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+.PHONY: format
+format: env ## Rewrite the code in the house format (ruff format, ruff check --fix)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: test
+test: lint env env-serve tiny-model ## Lint, then every test, offline (main env, then serving env)
+	$(TEST_ENV) $(PY) -m pytest tests --ignore=tests/serve
+	$(TEST_ENV) $(SERVE_PY) -m pytest tests/serve
+
+# The stages add their targets here (data, train-*, merge, eval, serve, demo, bench).
+include $(sort $(wildcard data_prep/*.mk recipes/*.mk eval_tasks/*.mk serve/*.mk benchmarks/*.mk))
+
+##@ Housekeeping
+
+.PHONY: clean
+clean: ## Remove what the pipeline produced (models/, data/, outputs/, results/, logs/); keeps the envs
+	rm -rf models data outputs results logs build
+
+.PHONY: distclean
+distclean: clean ## clean, and remove both environments
+	rm -rf $(VENV) $(SERVE_VENV)
