@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bimedix.paths import DATA_DIR
-from data_prep.llm.client import EndpointFatal
 from data_prep.llm.config import ConfigError, Settings, load_endpoint, load_settings
-from data_prep.llm.records import PARSERS
-from data_prep.llm.review import ReviewError, export_queue, import_reviews
+from data_prep.llm.errors import EndpointFatal
+
+# The heavy imports (openai, pandas, sacrebleu) happen inside the commands, after the cheap checks,
+# so a missing endpoint or input is reported at once.
+FORMATS = ("chat_jsonl", "mcq_json", "qa_jsonl")
 
 DEFAULT_CACHE = DATA_DIR / "llm" / "cache.sqlite"
 
@@ -41,7 +43,7 @@ class EndpointOptions:
 @dataclass
 class StageOptions(EndpointOptions):
     input: Path = field(default=None, metadata=meta("input file", required=True))
-    format: str = field(default="mcq_json", metadata=meta("input format", choices=sorted(PARSERS)))
+    format: str = field(default="mcq_json", metadata=meta("input format", choices=FORMATS))
     out: Path = field(default=None, metadata=meta("run folder for the outputs", required=True))
     cache: Path = field(default=DEFAULT_CACHE, metadata=meta("SQLite cache of finished calls"))
     limit: int | None = field(default=None, metadata=meta("only the first N input rows"))
@@ -102,11 +104,11 @@ def _endpoint(options: EndpointOptions, settings: Settings):
 
 
 def cmd_translate(options: StageOptions) -> int:
-    from data_prep.llm.translate import TranslateRun, run_translation
-
     settings = _settings(options)
     endpoint = _endpoint(options, settings)
     _check_input(options.input)
+    from data_prep.llm.translate import TranslateRun, run_translation
+
     run = TranslateRun(
         options.input,
         options.format,
@@ -135,11 +137,11 @@ def cmd_translate(options: StageOptions) -> int:
 
 
 def cmd_synthesize(options: StageOptions) -> int:
-    from data_prep.llm.synthesize import SynthesizeRun, run_synthesis
-
     settings = _settings(options)
     endpoint = _endpoint(options, settings)
     _check_input(options.input)
+    from data_prep.llm.synthesize import SynthesizeRun, run_synthesis
+
     run = SynthesizeRun(
         options.input,
         options.format,
@@ -167,12 +169,16 @@ def cmd_synthesize(options: StageOptions) -> int:
 
 
 def cmd_review_export(options: ExportOptions) -> int:
+    from data_prep.llm.review import export_queue
+
     csv_path, jsonl_path, rows = export_queue(options.run, include_all=options.all, prefix=options.name)
     print(f"review-export: {rows} rows to review in {csv_path} and {jsonl_path}")
     return 0
 
 
 def cmd_review_import(options: ImportOptions) -> int:
+    from data_prep.llm.review import import_reviews
+
     report = import_reviews(options.run, options.files)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -214,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     cls, function, _ = COMMANDS[args.command]
     try:
         return function(build(cls, args))
-    except (ConfigError, ReviewError, EndpointFatal) as err:
+    except (ConfigError, EndpointFatal, ValueError) as err:  # ReviewError is a ValueError
         for line in str(err).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return 2

@@ -30,30 +30,13 @@ import openai
 
 from data_prep.llm.cache import Cache, CachedCompletion, cache_key
 from data_prep.llm.config import Endpoint
+from data_prep.llm.errors import EndpointFatal, LLMError, MalformedResponse, RequestRefused, RetriesExhausted
 from data_prep.llm.limiter import RateLimiter
+
+__all__ = ["Completion", "EndpointFatal", "LLMClient", "LLMError", "RequestRefused", "RetriesExhausted", "Usage"]
 
 RETRY_STATUSES = {408, 409, 429}
 FATAL_STATUSES = {401, 403, 404}
-
-
-class LLMError(RuntimeError):
-    """A request that did not produce a completion."""
-
-
-class RequestRefused(LLMError):
-    """The server refused this request for good (4xx other than 401/403/404/408/409/429)."""
-
-
-class RetriesExhausted(LLMError):
-    """Every attempt failed with a retryable error."""
-
-
-class EndpointFatal(LLMError):
-    """The endpoint cannot serve this run at all (bad key, unknown model, wrong URL)."""
-
-
-class MalformedResponse(LLMError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -223,9 +206,10 @@ class LLMClient:
         last_error = "no attempt"
         for attempt in range(settings.max_retries + 1):
             retry_after = None
-            await self.limiter.acquire(estimate)
             try:
                 async with self._semaphore:
+                    # the limiter inside the slot: a Retry-After pause then also holds requests already queued
+                    await self.limiter.acquire(estimate)
                     self.usage.requests += 1
                     async with asyncio.timeout(settings.timeout_s):
                         raw = await self._client.chat.completions.with_raw_response.create(

@@ -45,6 +45,15 @@ def atomic_writer(path: Path, newline: str | None = None) -> Iterator:
         raise
 
 
+def remove_stale_temporaries(directory: Path) -> int:
+    """Delete temporary files a killed run left behind (they never replaced a real file)."""
+    removed = 0
+    for path in Path(directory).glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
     count = 0
     with atomic_writer(path) as handle:

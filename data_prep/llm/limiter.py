@@ -33,7 +33,8 @@ class TokenBucket:
         """Seconds until `amount` is available (0 when it is now)."""
         self._refill()
         amount = min(amount, self.capacity)  # a request larger than the bucket waits for a full bucket
-        return 0.0 if self.level >= amount else (amount - self.level) / self.rate
+        missing = amount - self.level
+        return 0.0 if missing <= 1e-9 * max(1.0, amount) else missing / self.rate  # float slack: no endless tiny waits
 
     def take(self, amount: float) -> None:
         self._refill()

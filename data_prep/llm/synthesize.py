@@ -31,7 +31,7 @@ from pathlib import Path
 from data_prep.llm.cache import Cache
 from data_prep.llm.client import EndpointFatal, LLMClient, LLMError
 from data_prep.llm.config import HERE, Endpoint, Settings, SynthesizeSettings
-from data_prep.llm.files import atomic_writer, json_line, sha256_file, write_json
+from data_prep.llm.files import atomic_writer, json_line, remove_stale_temporaries, sha256_file, write_json
 from data_prep.llm.prompts import load_prompt
 from data_prep.llm.records import MCQ, Item, Reject, read_items
 from data_prep.llm.runner import ordered_map, progress_bar
@@ -257,6 +257,7 @@ def _output_row(result: SynthesisResult, model: str) -> dict:
 
 async def run_synthesis(run: SynthesizeRun, settings: Settings, endpoint: Endpoint) -> dict:
     run.out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(run.out)  # what a killed run was writing; its finished calls are in the cache
     entries = read_items(run.input, run.format)
     counts = {"machine": 0, "unverified": 0, "rejected": 0, "error": 0, "input_rejects": 0}
     attempts_histogram: dict[int, int] = {}

@@ -33,7 +33,7 @@ from data_prep.llm.checks import (
 )
 from data_prep.llm.client import EndpointFatal, LLMClient, LLMError
 from data_prep.llm.config import Endpoint, Settings
-from data_prep.llm.files import atomic_writer, json_line, sha256_file, sha256_text, write_json
+from data_prep.llm.files import atomic_writer, json_line, remove_stale_temporaries, sha256_file, sha256_text, write_json
 from data_prep.llm.glossary import GLOSSARY_FILE, Glossary, default_glossary
 from data_prep.llm.prompts import load_prompt
 from data_prep.llm.protect import PROTECT_FILE, Protected, Protector, UnprotectableText, default_protector, restore
@@ -167,6 +167,7 @@ def _limited(iterable, limit):
 async def run_translation(run: TranslateRun, settings: Settings, endpoint: Endpoint) -> dict:
     """Translate `run.input` into `run.out`; returns the manifest. EndpointFatal stops the run."""
     run.out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(run.out)  # what a killed run was writing; its finished calls are in the cache
     items = _limited(read_items(run.input, run.format), run.limit)
     counts = {"machine": 0, "review": 0, "error": 0, "rejected": 0}
     with Cache(run.cache) as cache:

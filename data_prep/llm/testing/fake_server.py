@@ -360,15 +360,16 @@ class FakeServer:
         self._loop.close()
 
     async def serve_forever(self, ready_file: Path | None = None) -> None:
-        await self._start()
-        line = f"fake LLM server on {self.base_url} (latency {self.latency}s)"
-        print(line, flush=True)
-        if ready_file is not None:
-            ready_file.write_text(self.base_url + "\n")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT):  # before announcing: a prompt SIGTERM still stops cleanly
             loop.add_signal_handler(sig, stop.set)
+        await self._start()
+        if ready_file is not None:  # atomically: a reader never sees half a URL
+            partial = ready_file.with_name(ready_file.name + ".partial")
+            partial.write_text(self.base_url + "\n")
+            partial.replace(ready_file)
+        print(f"fake LLM server on {self.base_url} (latency {self.latency}s)", flush=True)
         await stop.wait()
         await self._stop()
 
