@@ -43,14 +43,12 @@ class Glossary:
     def __init__(self, terms: list[Term]):
         self.terms = sorted(terms, key=lambda t: len(t.english), reverse=True)
         self._by_key = {t.english.lower(): t for t in self.terms}
+        # One alternation, longest term first, a named group per term: a match names its term at once.
         if self.terms:
-            alternatives = "|".join(self._pattern(t.english) for t in self.terms)
+            alternatives = "|".join(f"(?P<t{i}>{self._pattern(t.english)})" for i, t in enumerate(self.terms))
             self._regex = re.compile(rf"(?<![\w-])(?:{alternatives})(?:e?s)?(?![\w-])", re.IGNORECASE)
         else:
             self._regex = None
-        self._compiled = [
-            (t, re.compile(rf"(?:{self._pattern(t.english)})(?:e?s)?", re.IGNORECASE)) for t in self.terms
-        ]
 
     @staticmethod
     def _pattern(english: str) -> str:
@@ -84,10 +82,8 @@ class Glossary:
             return []
         found: dict[str, Term] = {}
         for match in self._regex.finditer(english_text):
-            for term, pattern in self._compiled:
-                if pattern.fullmatch(match.group()):
-                    found.setdefault(term.english, term)
-                    break
+            term = self.terms[int(match.lastgroup[1:])]
+            found.setdefault(term.english, term)
         return list(found.values())
 
     @staticmethod

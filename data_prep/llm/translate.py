@@ -57,7 +57,7 @@ class Outcome:
     history: list[dict] = field(default_factory=list)
 
     def to_row(self) -> dict:
-        row = dataclasses.asdict(self)
+        row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # shallow: asdict deep-copies
         row["source_sha"] = {k: sha256_text(v)[:16] for k, v in self.source.items()}
         return row
 

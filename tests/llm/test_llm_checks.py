@@ -112,3 +112,15 @@ def test_qa_scores_and_thresholds():
     assert qa_failures(good, source, strict) == [
         "question: the translation is 0.70 times the source's length (expected 0.9 to 1.1); translate all of it and only it"
     ]
+
+
+def test_the_one_pass_chrf_equals_sacrebleu_public_scores():
+    from sacrebleu.metrics import CHRF
+
+    from data_prep.llm.checks import chrf_scores
+
+    hypotheses = ["the patient has fever", "influenza", "", "a woman broke her leg"]
+    references = ["the patient has a fever", "influenza", "asthma", "the man has a cough"]
+    corpus, sentences = chrf_scores(hypotheses, references)
+    assert corpus == CHRF().corpus_score(hypotheses, [references]).score
+    assert sentences == [CHRF().sentence_score(h, [r]).score for h, r in zip(hypotheses, references, strict=True)]
