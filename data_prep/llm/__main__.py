@@ -124,7 +124,8 @@ def cmd_translate(options: StageOptions) -> int:
         f"translate: {sum(items.values())} items ({', '.join(f'{v} {k}' for k, v in items.items()) or 'none'}), "
         f"{manifest['input_rejects']} input rows rejected (see {options.out / 'rejects.jsonl'})"
     )
-    print(f"  wrote {options.out / 'translated.jsonl'} ({manifest['outputs']['translated.jsonl']['rows']} rows)")
+    for name, output in manifest["outputs"].items():
+        print(f"  wrote {options.out / name} ({output['rows']} rows)")
     print(f"  review queue: {options.out / 'review' / 'queue.csv'} and queue.jsonl ({items.get('pending', 0)} items)")
     print(f"  {_usage_line(manifest['usage'])}")
     if items.get("error"):
@@ -157,7 +158,9 @@ def cmd_synthesize(options: StageOptions) -> int:
         f"synthesize: {items['machine']} chats valid, {items['unverified']} unverified, {items['rejected']} rejected, "
         f"{items['error']} endpoint errors, {items['input_rejects']} input rows rejected"
     )
-    print(f"  wrote {options.out / 'chats.jsonl'}; rejects with reasons: {options.out / 'rejects.jsonl'}")
+    for name, output in manifest["outputs"].items():
+        print(f"  wrote {options.out / name} ({output['rows']} chats)")
+    print(f"  rejects with reasons: {options.out / 'rejects.jsonl'}")
     print(f"  {_usage_line(manifest['usage'])}")
     if items["error"]:
         print(

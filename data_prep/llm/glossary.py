@@ -78,13 +78,17 @@ class Glossary:
 
     def find(self, english_text: str) -> list[Term]:
         """Glossary terms in `english_text`, longest match first at each place, each term once."""
+        return list(self._find_cached(english_text))
+
+    @lru_cache(maxsize=8192)  # noqa: B019 - one long-lived glossary; the prompt and the check ask for the same text
+    def _find_cached(self, english_text: str) -> tuple[Term, ...]:
         if self._regex is None:
-            return []
+            return ()
         found: dict[str, Term] = {}
         for match in self._regex.finditer(english_text):
             term = self.terms[int(match.lastgroup[1:])]
             found.setdefault(term.english, term)
-        return list(found.values())
+        return tuple(found.values())
 
     @staticmethod
     def present(term: Term, arabic_text: str) -> bool:

@@ -49,7 +49,8 @@ REVIEW_COLUMNS = [
     "edited_translation",
 ]
 VERDICTS = {"", "accept", "reject"}
-OUTPUT = "translated.jsonl"
+OUTPUT = "translated.jsonl"  # machine (passed QA), reviewed and edited items: what a mix includes
+UNVERIFIED = "unverified.jsonl"  # with --keep-unverified only: failed QA, not reviewed; a mix may add it
 
 
 class ReviewError(ValueError):
@@ -135,7 +136,7 @@ def build_outputs(run_dir: Path) -> dict:
     reviews = load_reviews(run_dir)
     parse = PARSERS[run["format"]]
     keep_unverified = bool(run.get("keep_unverified"))
-    lines = []
+    lines: dict[str, list[str]] = {OUTPUT: [], UNVERIFIED: []}
     statuses: Counter = Counter()
     stale = 0
     for row in load_ledger(run_dir):
@@ -169,9 +170,15 @@ def build_outputs(run_dir: Path) -> dict:
         if state.warnings:
             provenance["edit_warnings"] = state.warnings
         out["provenance"] = provenance
-        lines.append(json_line(out))
-    output = run_dir / OUTPUT
-    write_if_changed(output, "".join(lines))
+        lines[UNVERIFIED if state.status == "unverified" else OUTPUT].append(json_line(out))
+    outputs = {}
+    for name, rows in lines.items():
+        path = run_dir / name
+        if name == UNVERIFIED and not keep_unverified:
+            path.unlink(missing_ok=True)  # left by an earlier --keep-unverified run
+            continue
+        write_if_changed(path, "".join(rows))
+        outputs[name] = {"rows": len(rows), "sha256": sha256_file(path)}
     manifest = {
         "stage": "translate",
         "input": run["input"],
@@ -179,7 +186,7 @@ def build_outputs(run_dir: Path) -> dict:
         "format": run["format"],
         "endpoint": run["endpoint"],
         "keep_unverified": keep_unverified,
-        "outputs": {OUTPUT: {"rows": len(lines), "sha256": sha256_file(output)}},
+        "outputs": outputs,
         "items": dict(sorted(statuses.items())),
         "input_rejects": run["counts"]["rejected"],
         "stale_reviews": stale,

@@ -296,6 +296,7 @@ async def run_synthesis(run: SynthesizeRun, settings: Settings, endpoint: Endpoi
             with (
                 bar,
                 atomic_writer(run.out / "chats.jsonl") as chats,
+                atomic_writer(run.out / "chats_unverified.jsonl") as unverified,
                 atomic_writer(run.out / "rejects.jsonl") as rejects,
             ):
                 async for _, result in ordered_map(
@@ -309,13 +310,20 @@ async def run_synthesis(run: SynthesizeRun, settings: Settings, endpoint: Endpoi
                     if result.attempts:
                         attempts_histogram[len(result.attempts)] = attempts_histogram.get(len(result.attempts), 0) + 1
                     if result.status in ("machine", "unverified"):
-                        chats.write(json_line(_output_row(result, endpoint.model)))
+                        target = chats if result.status == "machine" else unverified
+                        target.write(json_line(_output_row(result, endpoint.model)))
                     else:
                         row = {"where": result.where, "id": result.item.id, "reason": result.reason}
                         if result.attempts:
                             row["attempts"] = result.attempts
                         rejects.write(json_line(row))
             usage = llm.usage.summary(endpoint)
+    outputs = {"chats.jsonl": {"rows": counts["machine"], "sha256": sha256_file(run.out / "chats.jsonl")}}
+    if run.keep_unverified:
+        path = run.out / "chats_unverified.jsonl"
+        outputs[path.name] = {"rows": counts["unverified"], "sha256": sha256_file(path)}
+    else:
+        (run.out / "chats_unverified.jsonl").unlink(missing_ok=True)  # empty: nothing was kept unverified
     manifest = {
         "stage": "synthesize",
         "input": str(run.input),
@@ -325,12 +333,7 @@ async def run_synthesis(run: SynthesizeRun, settings: Settings, endpoint: Endpoi
         "keep_unverified": run.keep_unverified,
         "endpoint": {"base_url": endpoint.base_url, "model": endpoint.model},
         "prompt_sha256": synthesizer.prompt.sha256,
-        "outputs": {
-            "chats.jsonl": {
-                "rows": counts["machine"] + counts["unverified"],
-                "sha256": sha256_file(run.out / "chats.jsonl"),
-            }
-        },
+        "outputs": outputs,
         "items": counts,
         "attempts": {str(k): v for k, v in sorted(attempts_histogram.items())},
         "usage": usage,

@@ -103,6 +103,9 @@ def synthesize(server, endpoint_for, settings, tmp_path, **options):
     run = SynthesizeRun(source, "mcq_json", tmp_path / "syn", tmp_path / "c.sqlite", progress=False, **options)
     manifest = asyncio.run(run_synthesis(run, settings, endpoint_for(server)))
     chats = [json.loads(x) for x in (run.out / "chats.jsonl").read_text(encoding="utf-8").splitlines()]
+    unverified = run.out / "chats_unverified.jsonl"
+    if unverified.exists():
+        chats += [json.loads(x) for x in unverified.read_text(encoding="utf-8").splitlines()]
     rejects = [json.loads(x) for x in (run.out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
     return manifest, chats, rejects
 
@@ -139,6 +142,9 @@ def test_keep_unverified_writes_usable_chats_with_their_reasons(endpoint_for, se
     with FakeServer(bad_chats=3) as server:
         manifest, chats, _ = synthesize(server, endpoint_for, settings, tmp_path, keep_unverified=True)
     assert manifest["items"]["unverified"] == 3
+    assert (
+        manifest["outputs"]["chats.jsonl"]["rows"] == 0 and manifest["outputs"]["chats_unverified.jsonl"]["rows"] == 3
+    )
     assert all(c["provenance"]["status"] == "unverified" and c["provenance"]["reasons"] for c in chats)
 
 
