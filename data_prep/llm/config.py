@@ -74,6 +74,8 @@ class TranslateSettings:
     temperature: float = 0.0
     retry_temperature: float = 0.4
     max_tokens: int = 2048
+    max_tokens_per_char: float = 1.5
+    max_tokens_per_segment: int = 32
     max_rounds: int = 2
     qa: QASettings = field(default_factory=QASettings)
 

@@ -271,6 +271,21 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, object]]:
             yield number, RecordError(f"not valid JSON: {err.msg} (column {err.colno})")
 
 
+def count_rows(path: str | Path) -> int | None:
+    """Rows in a JSON lines or JSON array file (for the progress bar's ETA); None if it cannot tell."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"["):
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return len(rows) if isinstance(rows, list) else None
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
 def read_items(path: str | Path, fmt: str) -> Iterator[tuple[str, Item | Reject]]:
     """("file:line", item) for each row of `path` in format `fmt`; a Reject for each unusable row."""
     path = Path(path)

@@ -33,7 +33,7 @@ from data_prep.llm.client import EndpointFatal, LLMClient, LLMError
 from data_prep.llm.config import HERE, Endpoint, Settings, SynthesizeSettings
 from data_prep.llm.files import atomic_writer, json_line, remove_stale_temporaries, sha256_file, write_json
 from data_prep.llm.prompts import load_prompt
-from data_prep.llm.records import MCQ, Item, Reject, read_items
+from data_prep.llm.records import MCQ, Item, Reject, count_rows, read_items
 from data_prep.llm.runner import ordered_map, progress_bar
 from data_prep.llm.text import ascii_digits
 
@@ -291,7 +291,10 @@ async def run_synthesis(run: SynthesizeRun, settings: Settings, endpoint: Endpoi
                 except LLMError as err:
                     return SynthesisResult(item, where, "error", reason=str(err))
 
-            bar = progress_bar(None, "synthesize", run.progress)
+            total = count_rows(run.input)
+            if total is not None and run.limit is not None:
+                total = min(total, run.limit)
+            bar = progress_bar(total, "synthesize", run.progress)
             window = max(4 * endpoint.client.concurrency, 16)
             with (
                 bar,

@@ -17,7 +17,9 @@ A run folder holds:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from data_prep.llm.files import atomic_writer, json_line, remove_stale_temporari
 from data_prep.llm.glossary import GLOSSARY_FILE, Glossary, default_glossary
 from data_prep.llm.prompts import load_prompt
 from data_prep.llm.protect import PROTECT_FILE, Protected, Protector, UnprotectableText, default_protector, restore
-from data_prep.llm.records import Item, Reject, read_items
+from data_prep.llm.records import Item, Reject, count_rows, read_items
 from data_prep.llm.runner import ordered_map, progress_bar
 
 
@@ -76,6 +78,61 @@ class Translator:
         self.prompt = load_prompt(t.prompt)
         self.back_prompt = load_prompt(t.back_prompt)
 
+    def max_tokens(self, segments: dict[str, str]) -> int:
+        """A reply budget in proportion to the text (bounds runaway generation and the tokens limiter's hold)."""
+        t = self.settings.translate
+        wanted = sum(len(v) for v in segments.values()) * t.max_tokens_per_char + t.max_tokens_per_segment * len(
+            segments
+        )
+        return min(t.max_tokens, math.ceil(wanted))
+
+    async def _ask(self, prompt, segments: dict[str, str], temperature: float, **variables) -> tuple[dict, list, str]:
+        """One call for `segments`: (segments found in the reply, problems, the raw reply).
+
+        A reply for a single segment may come without the <seg> tags: it is then that segment."""
+        messages = prompt.messages(segments=format_segments(segments), **variables)
+        reply = await self.llm.chat(messages, temperature=temperature, max_tokens=self.max_tokens(segments))
+        found, problems = parse_segments(reply.content)
+        if not found and len(segments) == 1 and reply.content.strip():
+            found = {next(iter(segments)): reply.content.strip()}
+        if reply.finish_reason == "length":
+            problems.insert(0, "the reply was cut off (max_tokens reached); answer with the blocks only")
+        return found, problems, reply.content
+
+    async def _ask_each(self, prompt, segments: dict[str, str], temperature: float, **variables) -> tuple[dict, list]:
+        """One call per segment, for models that do not keep several <seg> blocks apart."""
+        replies = await asyncio.gather(*(self._ask(prompt, {k: v}, temperature, **variables) for k, v in segments.items()))  # fmt: skip
+        found: dict[str, str] = {}
+        problems: list[str] = []
+        for (key, _), (one, notes, _) in zip(segments.items(), replies, strict=True):
+            if key in one:
+                found[key] = one[key]
+            problems += notes
+        return found, problems
+
+    async def _evaluate(self, found, problems, protected, table, terms, source) -> tuple[dict, dict, dict | None, list]:
+        """Checks, then (when they pass) back-translation and QA: (translation, back, scores, failures)."""
+        qa = self.settings.translate.qa
+        failures = segment_failures(list(protected), found, problems)
+        failures += structural_failures(source, protected, found, table, self.glossary, qa)
+        translation = {k: restore(v, table) for k, v in found.items() if k in protected}
+        if failures:
+            return translation, {}, None, failures
+        arabic = {k: found[k] for k in protected}
+        glossary = [(term.preferred, term.english) for term in terms]
+        back_found, _, _ = await self._ask(self.back_prompt, arabic, 0.0, glossary=glossary)
+        missing = {k: v for k, v in arabic.items() if k not in back_found}
+        if missing:
+            extra, _ = await self._ask_each(self.back_prompt, missing, 0.0, glossary=glossary)
+            back_found |= extra
+        back = {k: restore(v, table) for k, v in back_found.items() if k in protected}
+        scored = qa_scores(source, translation, back)
+        failures = qa_failures(scored, source, qa)
+        lost = [k for k in protected if k not in back_found]
+        if lost:
+            failures.append(f"the back-translation lost segments {', '.join(lost)}; translate again")
+        return translation, back, dataclasses.asdict(scored), failures
+
     async def translate(self, item: Item, where: str) -> Outcome:
         t = self.settings.translate
         outcome = Outcome(item.id, item.kind, where, item.to_row(), "review", source=item.segments())
@@ -88,49 +145,43 @@ class Translator:
         terms = []
         for text in protected.values():
             terms += [term for term in self.glossary.find(text) if term not in terms]
+        glossary = [(term.english, term.preferred) for term in terms]
         failures: list[str] = []
         previous = ""
-        best: tuple | None = None  # (failure count, round, translation, back, scores, failures)
+        best: dict | None = None
+
+        def keep(label, found, evaluated):
+            nonlocal best
+            translation, back, scores, reasons = evaluated
+            outcome.history.append({"round": label, "reasons": reasons, "chrf": scores and scores["chrf"]})
+            # the most complete, then the least failing, then the latest
+            rank = (sum(k not in translation for k in protected), len(reasons))
+            if best is None or rank <= best["rank"]:
+                best = {"rank": rank, "found": found, "translation": translation, "back": back, "scores": scores, "reasons": reasons}  # fmt: skip  # fmt: skip
+
         for round_number in range(t.max_rounds + 1):
-            messages = self.prompt.messages(
-                segments=format_segments(protected),
-                glossary=[(term.english, term.preferred) for term in terms],
-                failures=failures,
-                previous=previous,
-            )
             temperature = t.temperature if round_number == 0 else t.retry_temperature
-            reply = await self.llm.chat(messages, temperature=temperature, max_tokens=t.max_tokens)
-            outcome.rounds = round_number + 1
-            found, problems = parse_segments(reply.content)
-            failures = segment_failures(list(protected), found, problems)
-            if reply.finish_reason == "length":
-                failures.insert(0, "the reply was cut off (max_tokens reached); answer with the blocks only")
-            failures += structural_failures(outcome.source, protected, found, table, self.glossary, t.qa)
-            translation = {k: restore(v, table) for k, v in found.items() if k in protected}
-            back: dict[str, str] = {}
-            scores = None
-            if not failures:
-                back_messages = self.back_prompt.messages(
-                    segments=format_segments({k: found[k] for k in protected}),
-                    glossary=[(term.preferred, term.english) for term in terms],
-                )
-                back_reply = await self.llm.chat(back_messages, temperature=0.0, max_tokens=t.max_tokens)
-                back_found, _ = parse_segments(back_reply.content)
-                back = {k: restore(v, table) for k, v in back_found.items() if k in protected}
-                scored = qa_scores(outcome.source, translation, back)
-                scores = dataclasses.asdict(scored)
-                failures = qa_failures(scored, outcome.source, t.qa)
-                missing_back = [k for k in protected if k not in back_found]
-                if missing_back:
-                    failures.append(f"the back-translation lost segments {', '.join(missing_back)}; translate again")
-            outcome.history.append({"round": round_number, "reasons": failures, "chrf": scores and scores["chrf"]})
-            rank = (len(failures), -round_number)
-            if best is None or rank < best[0]:
-                best = (rank, translation, back, scores, list(failures))
+            found, problems, raw = await self._ask(
+                self.prompt, protected, temperature, glossary=glossary, failures=failures, previous=previous
+            )
+            outcome.rounds += 1
+            evaluated = await self._evaluate(found, problems, protected, table, terms, outcome.source)
+            keep(round_number, found, evaluated)
+            failures = evaluated[3]
             if not failures:
                 break
-            previous = format_segments(found) if found else reply.content
-        _, outcome.translation, outcome.back_translation, outcome.scores, outcome.reasons = best
+            previous = format_segments(found) if found else raw
+        missing = {k: v for k, v in protected.items() if k not in best["found"]}
+        if best["reasons"] and missing:
+            # The model did not keep the blocks apart: ask for each missing segment alone.
+            found, problems = await self._ask_each(
+                self.prompt, missing, t.temperature, glossary=glossary, failures=[], previous=""
+            )
+            outcome.rounds += 1
+            merged = {k: v for k, v in best["found"].items() if k in protected} | found
+            keep("per-segment", merged, await self._evaluate(merged, problems, protected, table, terms, outcome.source))
+        outcome.translation, outcome.back_translation = best["translation"], best["back"]
+        outcome.scores, outcome.reasons = best["scores"], best["reasons"]
         outcome.status = "machine" if not outcome.reasons else "review"
         return outcome
 
@@ -189,7 +240,10 @@ async def run_translation(run: TranslateRun, settings: Settings, endpoint: Endpo
                         item.id, item.kind, where, item.to_row(), "error", source=item.segments(), reasons=[str(err)]
                     )
 
-            bar = progress_bar(None, "translate", run.progress)
+            total = count_rows(run.input)
+            if total is not None and run.limit is not None:
+                total = min(total, run.limit)
+            bar = progress_bar(total, "translate", run.progress)
             window = max(4 * endpoint.client.concurrency, 16)
             with (
                 bar,

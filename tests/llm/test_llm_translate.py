@@ -133,3 +133,36 @@ def test_a_second_run_pays_for_nothing(fake_server, endpoint_for, settings, tmp_
         second["usage"]["completions_paid"] == 0 and second["usage"]["cache_hits"] == first["usage"]["completions_paid"]
     )
     assert (out / "translated.jsonl").read_bytes() == before
+
+
+def test_a_model_that_drops_the_block_tags_gets_one_call_per_segment(endpoint_for, settings, tmp_path):
+    with FakeServer(untagged=True) as server:
+        manifest, out = translate(server, endpoint_for, settings, tmp_path)
+    assert manifest["items"] == {"machine": 2, "pending": 1}  # t-003's untranslatable words need a named failure
+    ledger = {row["id"]: row for row in rows(out / "ledger.jsonl")}
+    history = ledger["t-001"]["history"]
+    assert history[0]["reasons"][0].startswith("the reply has no <seg> blocks; expected 6")
+    assert history[-1] == {"round": "per-segment", "reasons": [], "chrf": ledger["t-001"]["scores"]["chrf"]}
+    assert ledger["t-001"]["rounds"] == settings.translate.max_rounds + 2
+
+
+def test_gibberish_is_kept_only_as_unverified_with_every_field_filled(endpoint_for, settings, tmp_path):
+    with FakeServer(nonsense=True) as server:
+        manifest, out = translate(server, endpoint_for, settings, tmp_path, keep_unverified=True)
+    assert manifest["items"] == {"unverified": 3}
+    assert rows(out / "translated.jsonl") == []
+    for row in rows(out / "unverified.jsonl"):
+        item = parse_mcq(row)  # every option has text: the data stage can read it
+        assert row["provenance"]["status"] == "unverified" and row["provenance"]["qa_reasons"]
+        assert all(option.strip() for option in item.options)
+    with FakeServer(nonsense=True) as server:
+        translate(server, endpoint_for, settings, tmp_path)
+    assert not (out / "unverified.jsonl").exists()  # a run without the option removes the earlier file
+
+
+def test_progress_shows_rate_and_eta(fake_server, endpoint_for, settings, tmp_path, capsys):
+    run = TranslateRun(FIXTURES / "mcq_small.jsonl", "mcq_json", tmp_path / "run", tmp_path / "c.sqlite", progress=True)
+    asyncio.run(run_translation(run, settings, endpoint_for(fake_server)))
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert bar.startswith("translate: 100%") and "9/9" in bar and "item/s" in bar and "<00:00" in bar
+    assert "calls paid" in bar and "tokens" in bar

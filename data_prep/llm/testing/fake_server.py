@@ -20,6 +20,8 @@ Replies are deterministic functions of the request (FakeLLM):
   placeholders ⟦n⟧ are copied. Unknown English words stay English (the checks then fail), unless
   the prompt names failures (<failures>) and fix_on_retry is on: then they are transliterated,
   reversibly, so the retry passes. A real pipeline path, through real HTTP, end to end.
+  With `untagged`, the blocks come back without their tags (a model that ignores the format).
+- with `nonsense`, every reply is gibberish, as the tiny random model's is.
 - synthesis prompts ("Question:" ... "Correct answer:"): a patient/doctor chat whose last doctor
   turn states the correct answer; the first `bad_chats` attempts per question are invalid in
   turn (an option-letter leak, non-alternating roles, too few turns, a distractor as the answer).
@@ -78,16 +80,28 @@ def _load_dictionary(path: Path) -> dict[str, str]:
 class FakeLLM:
     """Deterministic replies derived from the request (see the module docstring)."""
 
-    def __init__(self, dictionary: Path = DICTIONARY, fix_on_retry: bool = True, bad_chats: int = 0):
+    def __init__(
+        self,
+        dictionary: Path = DICTIONARY,
+        fix_on_retry: bool = True,
+        bad_chats: int = 0,
+        untagged: bool = False,
+        nonsense: bool = False,
+    ):
         self.en_ar = _load_dictionary(dictionary)
         self.ar_en = {ar: en for en, ar in self.en_ar.items() if ar}
         self.fix_on_retry = fix_on_retry
         self.bad_chats = bad_chats
+        self.untagged = untagged  # translations come back without <seg> tags (a model that ignores the format)
+        self.nonsense = nonsense  # every reply is gibberish, as from the tiny random model
         self._chat_attempts: Counter = Counter()
         self._lock = threading.Lock()
 
     def reply(self, messages: list[dict]) -> str:
         user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+        if self.nonsense:
+            digest = hashlib.sha256(user.encode()).hexdigest()
+            return " ".join(digest[i : i + 5] for i in range(0, 40, 5)) + " ضصث"
         if _SEG.search(user):
             return self._translate(user)
         if "Question:" in user and "Correct answer:" in user:
@@ -112,7 +126,7 @@ class FakeLLM:
             else:
                 table = {k: v.lower() for k, v in glossary.items()} | self.ar_en
                 translated = self._words(text, table, True, to_arabic=False)
-            out.append(f'<seg id="{seg_id}">{translated}</seg>')
+            out.append(translated if self.untagged else f'<seg id="{seg_id}">{translated}</seg>')
         return "\n".join(out)
 
     @staticmethod
@@ -211,7 +225,10 @@ class FakeServer:
     first_attempt: str | None = None
     fix_on_retry: bool = True
     bad_chats: int = 0
+    untagged: bool = False
+    nonsense: bool = False
     model: str = "fake-model"
+    dictionary: Path = DICTIONARY
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -222,7 +239,7 @@ class FakeServer:
         self._script = deque(self.script)
         self._seen: set[str] = set()
         self._lock = threading.Lock()
-        self.llm = FakeLLM(fix_on_retry=self.fix_on_retry, bad_chats=self.bad_chats)
+        self.llm = FakeLLM(self.dictionary, self.fix_on_retry, self.bad_chats, self.untagged, self.nonsense)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -383,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-attempt", default=None, help="fault for the first attempt of every distinct body")
     parser.add_argument("--bad-chats", type=int, default=0, help="invalid synthesis replies per question first")
     parser.add_argument("--no-fix-on-retry", action="store_true", help="re-translations stay as bad as the first")
+    parser.add_argument("--untagged", action="store_true", help="translations without <seg> tags")
+    parser.add_argument("--nonsense", action="store_true", help="gibberish replies, like the tiny random model")
     parser.add_argument("--ready-file", type=Path, default=None, help="write the base URL here once listening")
     parser.add_argument("script", nargs="*", help="faults for the first requests, in order")
     args = parser.parse_args(argv)
@@ -392,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         first_attempt=args.first_attempt,
         fix_on_retry=not args.no_fix_on_retry,
         bad_chats=args.bad_chats,
+        untagged=args.untagged,
+        nonsense=args.nonsense,
         port=args.port,
     )
     asyncio.run(server.serve_forever(args.ready_file))
