@@ -17,8 +17,9 @@ answer cannot become a conversation (EXCEPT questions, "all of the above", yes/n
 rejected before any call.
 
 Output rows (chat_jsonl): {"id": "<source id>-chat", "messages": [user = patient, assistant = doctor, ...],
-"language": "en", "provenance": {...}}; with --keep-unverified a chat whose last attempt failed only
-the content checks (leaks, answer, length) is written with status "unverified" and its reasons.
+"language": "en", "provenance": {...}}. With --keep-unverified the last attempt of a chat that never
+passed is written to chats_unverified.jsonl with status "unverified" and its reasons; a reply without
+the chat's shape is given one (shape_unverified) and provenance.shaped says how.
 """
 
 from __future__ import annotations
@@ -181,9 +182,40 @@ class SynthesisResult:
     temperature: float | None = None
     seed: int | None = None
     reason: str = ""
+    turns: list[tuple[str, str]] = field(default_factory=list)  # what is written
+    shaped: str = ""  # how an unverified reply was given the chat shape, if it had to be
 
     def messages(self) -> list[dict[str, str]]:
-        return [{"role": ROLE[role], "content": text} for role, text in self.verdict.turns]
+        return [{"role": ROLE[role], "content": text} for role, text in self.turns]
+
+
+def shape_unverified(turns: list[tuple[str, str]], question: str, reply: str) -> tuple[list[tuple[str, str]], str]:
+    """Alternating patient/doctor turns from a reply that failed the structure checks, for --keep-unverified
+    only: consecutive turns of one role are joined, a chat opening with the doctor gets the question as
+    the patient's turn, a trailing patient turn is dropped; a reply with no turns at all becomes the
+    doctor's answer to the question. Returns ([], "") when there is nothing to keep, and says what it did."""
+    merged: list[tuple[str, str]] = []
+    for role, text in turns:
+        if not text:
+            continue
+        if merged and merged[-1][0] == role:
+            merged[-1] = (role, merged[-1][1] + "\n" + text)
+        else:
+            merged.append((role, text))
+    notes = []
+    if merged and merged[0][0] == "doctor":
+        merged.insert(0, ("patient", question))
+        notes.append("the question was added as the patient's first turn")
+    if merged and merged[-1][0] == "patient":
+        merged.pop()
+        notes.append("a trailing patient turn was dropped")
+    if len(merged) >= 2:
+        if len(merged) != len([t for t in turns if t[1]]):
+            notes.insert(0, "consecutive turns of one role were joined")
+        return merged, "; ".join(notes)
+    if reply.strip():
+        return [("patient", question), ("doctor", reply.strip())], "the reply had no usable turns: kept as the doctor's answer to the question"  # fmt: skip
+    return [], ""
 
 
 @dataclass
@@ -217,12 +249,17 @@ class Synthesizer:
             result.verdict, result.temperature, result.seed = verdict, temperature, seed
             result.attempts.append(verdict.reasons())
             if verdict.ok:
-                result.status = "machine"
+                result.status, result.turns = "machine", verdict.turns
                 return result
-        if keep_unverified and result.verdict.usable:
-            result.status = "unverified"
-        else:
-            result.reason = f"invalid after {s.max_attempts} attempts; last: " + "; ".join(result.verdict.reasons())
+        if keep_unverified:
+            if verdict.usable:
+                result.status, result.turns = "unverified", verdict.turns
+                return result
+            result.turns, result.shaped = shape_unverified(verdict.turns, item.question, reply.content)
+            if result.turns:
+                result.status = "unverified"
+                return result
+        result.reason = f"invalid after {s.max_attempts} attempts; last: " + "; ".join(verdict.reasons())
         return result
 
 
@@ -252,6 +289,8 @@ def _output_row(result: SynthesisResult, model: str) -> dict:
     }
     if result.status == "unverified":
         provenance["reasons"] = result.verdict.reasons()
+        if result.shaped:
+            provenance["shaped"] = result.shaped
     return {"id": f"{result.item.id}-chat", "messages": result.messages(), "language": "en", "provenance": provenance}
 
 

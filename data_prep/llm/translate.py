@@ -107,7 +107,7 @@ class Translator:
         for (key, _), (one, notes, _) in zip(segments.items(), replies, strict=True):
             if key in one:
                 found[key] = one[key]
-            problems += notes
+            problems += [f"{key}: {note}" for note in notes]
         return found, problems
 
     async def _evaluate(self, found, problems, protected, table, terms, source) -> tuple[dict, dict, dict | None, list]:

@@ -98,6 +98,7 @@ def test_unsuitable_items_are_rejected_before_any_call(validator):
 
 
 def synthesize(server, endpoint_for, settings, tmp_path, **options):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     source = tmp_path / "in.jsonl"
     source.write_text((FIXTURES / "mcq_small.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
     run = SynthesizeRun(source, "mcq_json", tmp_path / "syn", tmp_path / "c.sqlite", progress=False, **options)
@@ -154,3 +155,39 @@ def test_items_that_cannot_be_chats_are_rejected_and_counted(fake_server, endpoi
     reasons = {r["id"]: r["reason"] for r in rejects}
     assert reasons["t-004"].startswith("the item is in 'ar'; synthesis takes English MCQ items")
     assert reasons["t-006"].startswith("the correct answer 'Yes' cannot be reached in a conversation")
+
+
+def test_unverified_replies_are_given_the_chat_shape_and_say_how():
+    from data_prep.llm.synthesize import shape_unverified
+
+    turns = [
+        ("doctor", "Hello."),
+        ("patient", "I cough."),
+        ("patient", "And fever."),
+        ("doctor", "Rest."),
+        ("patient", "Ok"),
+    ]
+    shaped, note = shape_unverified(turns, "Q?", "raw")
+    assert shaped == [("patient", "Q?"), ("doctor", "Hello."), ("patient", "I cough.\nAnd fever."), ("doctor", "Rest.")]
+    assert note == (
+        "consecutive turns of one role were joined; the question was added as the patient's first turn; "
+        "a trailing patient turn was dropped"
+    )
+    assert shape_unverified([], "Q?", "gibberish") == (
+        [("patient", "Q?"), ("doctor", "gibberish")],
+        "the reply had no usable turns: kept as the doctor's answer to the question",
+    )
+    assert shape_unverified([], "Q?", "  ") == ([], "")
+
+
+def test_gibberish_chats_are_rejected_or_kept_unverified_with_their_shape_explained(endpoint_for, settings, tmp_path):
+    with FakeServer(nonsense=True) as server:
+        manifest, chats, rejects = synthesize(server, endpoint_for, settings, tmp_path / "a")
+        assert manifest["items"]["machine"] == 0 and chats == []
+        reject = next(r for r in rejects if r["id"] == "t-001")
+        assert reject["reason"] == "invalid after 3 attempts; last: no turns: expected lines starting 'Patient:' or 'Doctor:'"  # fmt: skip
+        manifest, chats, _ = synthesize(server, endpoint_for, settings, tmp_path / "b", keep_unverified=True)
+    assert manifest["items"]["unverified"] == 3
+    for chat in chats:
+        assert [m["role"] for m in chat["messages"]] == ["user", "assistant"]
+        assert chat["provenance"]["shaped"].startswith("the reply had no usable turns")
