@@ -1,10 +1,11 @@
 """Placeholders for what translation must not touch, and putting it back afterwards.
 
-`Protector.protect(text)` replaces, in this order, URLs and inline code, markdown markers
-(line-leading headings, bullets, numbered items, quotes; emphasis markers; table pipes), numbers
-with their units (doses, lab values, vital signs, ranges such as 120/80 mmHg), kept terms and
-drug names (protect.yaml), and abbreviations (two or more capitals, or a capital and a digit:
-ECG, HbA1c, COPD, T4, B12) by ⟦1⟧, ⟦2⟧, ...; the numbering continues across the segments of
+`Protector.protect(text)` replaces, in this order, line-leading markdown markers (headings,
+bullets, numbered items, quotes), the verbatim patterns of protect.yaml (option letters referred
+to in the text: "(B)", "A and C"), URLs and inline code, emphasis markers and table pipes, kept
+terms and drug names (protect.yaml), abbreviations (two or more capitals, or a capital and a
+digit: ECG, HbA1c, COPD, T4, B12), and numbers with their units (doses, lab values, vital signs,
+ranges such as 120/80 mmHg) by ⟦1⟧, ⟦2⟧, ...; the numbering continues across the segments of
 one item, so a placeholder moved into another segment is caught. `restore` puts the originals
 back. Text that already contains the placeholder brackets or the segment tags cannot be protected
 safely and raises UnprotectableText.
@@ -56,7 +57,15 @@ def _alternation(words: list[str]) -> str:
 
 
 class Protector:
-    def __init__(self, units: list[str], keep: list[str], drug_stems: list[str], translate_caps: list[str]):
+    def __init__(
+        self,
+        units: list[str],
+        keep: list[str],
+        drug_stems: list[str],
+        translate_caps: list[str],
+        patterns: list[str] = (),
+    ):
+        self._patterns = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
         number = r"[<>≤≥±~]?\d+(?:[.,]\d+)*"
         unit = rf"(?:\s?(?:{_alternation(units)})(?![\w/]))" if units else ""
         # a number, an optional range or ratio (120/80, 5-10, 2–3), an optional unit
@@ -76,7 +85,7 @@ class Protector:
     @classmethod
     def from_file(cls, path: Path = PROTECT_FILE) -> Protector:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        known = {"units", "keep", "drug_stems", "translate_caps"}
+        known = {"units", "keep", "drug_stems", "translate_caps", "patterns"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -86,6 +95,11 @@ class Protector:
             if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
                 raise ConfigError(f"{path}: {key} must be a list of non-empty strings")
             lists[key] = [v.strip() for v in value]
+        for pattern in lists["patterns"]:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ConfigError(f"{path}: patterns: {pattern!r} is not a valid regular expression ({err})") from None
         return cls(**lists)
 
     def _is_abbreviation(self, token: str) -> bool:
@@ -103,7 +117,8 @@ class Protector:
         pieces: list[tuple[str, bool]] = [(text, False)]  # (text, protected?)
         # Line markers first, on whole lines; abbreviations before numbers, so HbA1c or T4 stay whole.
         rules = [
-            (self._markdown_line, None),
+            (self._markdown_line, None),  # first: it anchors on line starts, which later splits would fake
+            (self._patterns, None),
             (self._url, None),
             (self._markdown_inline, None),
             (self._keep, None),

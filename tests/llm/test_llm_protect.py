@@ -48,3 +48,10 @@ def test_numbering_continues_across_the_segments_of_an_item():
 def test_reserved_text_cannot_be_protected(text):
     with pytest.raises(UnprotectableText, match="reserves"):
         default_protector().protect(text, Protected())
+
+
+def test_option_letters_referred_to_in_the_text_survive():
+    table = Protected()
+    protected = default_protector().protect("Both A and C are correct, unlike (B). A man has B12 deficiency.", table)
+    assert list(table.originals.values()) == ["A and C", "(B)", "B12"]
+    assert protected.startswith("Both ⟦1⟧ are correct, unlike ⟦2⟧. A man has ⟦3⟧")
