@@ -598,23 +598,29 @@ def _display(path: Path) -> str:
 def pubmedqa_test_split(rows: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
     """PubMedQA's standard 500-question test set, from the 1000 labelled questions in their file order.
 
-    The PubMedQA authors' preprocess/split_dataset.py: random.seed(0), then per label (yes, no, maybe,
-    in that order) shuffle the PMIDs and cut them in two halves; the second halves are the test set.
+    The PubMedQA authors' preprocess/split_dataset.py, split(dataset, 2): random.seed(0), then per label
+    (yes, no, maybe, in that order) shuffle the PMIDs and cut them at ceil(n / 2); the second parts are
+    the test set (when the parts differ in size, one random pick moves from the first to the second).
     Re-run here on the hub copy, whose rows keep ori_pqal.json's order (checked by sha256 by the caller).
     """
     rnd = random.Random(0)
     by_label: dict[str, list[int]] = {"yes": [], "no": [], "maybe": []}
-    for position, (_, row) in enumerate(rows):
+    for position, (where, row) in enumerate(rows):
         decision = str(row.get("final_decision", "")).strip().lower()
         if decision not in by_label:
-            raise EvalDataError(f"{rows[position][0]}: final_decision {decision!r} is not yes / no / maybe")
+            raise EvalDataError(f"{where}: final_decision {decision!r} is not yes / no / maybe")
         by_label[decision].append(position)
-    test: list[int] = []
+    halves: list[list[int]] = [[], []]
     for positions in by_label.values():
         rnd.shuffle(positions)
-        half = math.ceil(len(positions) / 2)
-        test += positions[half:]
-    return [rows[p] for p in test]
+        cut = math.ceil(len(positions) / 2)
+        halves[0] += positions[:cut]
+        halves[1] += positions[cut:]
+    if len(halves[1]) != len(halves[0]):  # the authors' rebalancing: move one random pick to the last part
+        picked = rnd.choice(halves[0])
+        halves[0].remove(picked)
+        halves[1].append(picked)
+    return [rows[p] for p in halves[1]]
 
 
 SELECTIONS: dict[str, Callable[[list[tuple[str, dict]]], list[tuple[str, dict]]]] = {

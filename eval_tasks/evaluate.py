@@ -74,6 +74,28 @@ def task_manager(source: data.DataSource, include_defaults: bool = False):
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=include_defaults, metadata=metadata)
 
 
+def leaf_tasks(names: list[str]) -> list[str]:
+    """The bimedix_* tasks that names (tasks or groups) stand for; other names are left out."""
+    groups = registry.groups()
+    out: list[str] = []
+    for name in names:
+        if name in groups:
+            out += leaf_tasks(groups[name])
+        elif name.startswith(registry.PREFIX) and name not in out:
+            out.append(name)
+    return out
+
+
+def check_data(tasks: list[str], source: data.DataSource) -> None:
+    """Read every task's data now, so a missing or malformed file fails before a large model loads."""
+    seen = set()
+    for name in leaf_tasks(tasks):
+        task = registry.parse_task(name)
+        if task.data_name not in seen:
+            seen.add(task.data_name)
+            data.load_records(task, source)
+
+
 def check_tasks(names: tuple[str, ...], manager) -> list[str]:
     known = set(manager.all_tasks)
     unknown = [n for n in names if n not in known]
@@ -125,10 +147,11 @@ def run(opts: RunOptions) -> Path:
     _quiet_lm_eval()
     manager = task_manager(source, include_defaults=any(not t.startswith(registry.PREFIX) for t in opts.tasks))
     tasks = check_tasks(opts.tasks, manager)
+    data.REPORTS.clear()
+    check_data(tasks, source)
 
     import lm_eval
 
-    data.REPORTS.clear()
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         if opts.backend == "hf":

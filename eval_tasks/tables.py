@@ -84,7 +84,7 @@ def load_run(path: Path, label: str | None = None) -> Run:
         + (f", limit {meta['limit']} per task" if meta.get("limit") else "")
         + (f", {meta['questions']} questions" if meta.get("questions") else "")
         + (f", {meta['rows_rejected']} rows not scored (listed in results.json)" if meta.get("rows_rejected") else "")
-        + f", {meta.get('date', results.get('date', '?'))}"
+        + (f", {meta['date']}" if meta.get("date") else "")
     )
     return Run(label, scores, note, generative)
 
