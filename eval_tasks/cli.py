@@ -26,13 +26,18 @@ def _given(value: str | None) -> str | None:
 
 
 def _model_args(text: str | None) -> dict:
-    out = {}
-    for item in filter(None, (text or "").split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise evaluate.RunError(f"--model-args: {item!r} is not key=value")
-        out[key.strip()] = value.strip()
-    return out
+    """k=v,k=v -> dict, values typed as lm-eval types them (True, 4, 0.9)."""
+    from lm_eval.utils import simple_parse_args_string
+
+    bad = [item for item in (text or "").split(",") if item.strip() and "=" not in item]
+    if bad:
+        raise evaluate.RunError(f"--model-args: {bad[0]!r} is not key=value (pairs separated by commas)")
+    return simple_parse_args_string(text or "")
+
+
+def _batch_size(text: str | None) -> int | str:
+    value = _given(text) or "8"
+    return int(value) if value.isdigit() else value
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -50,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_name=_given(args.run_name),
         results_dir=Path(_given(args.results_dir) or "results"),
         limit=int(limit) if limit else None,
-        batch_size=_given(args.batch_size) or 8,
+        batch_size=_batch_size(args.batch_size),
         device=_given(args.device),
         chat_template=args.chat_template,
         system=_given(args.system) or "none",
