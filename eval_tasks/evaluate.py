@@ -118,7 +118,10 @@ def _api_endpoint(opts: RunOptions) -> Iterator[str]:
             "backend api: give API_URL=http://127.0.0.1:PORT/v1 of a running FastChat OpenAI API server "
             "(serve/stack.py, which would start one, is not in this checkout)"
         ) from None
-    with stack.serving(opts.model) as base_url:
+    serving = getattr(stack, "serving", None)
+    if serving is None:
+        raise RunError("backend api: serve/stack.py has no serving(model_dir) context manager; give API_URL instead")
+    with serving(opts.model) as base_url:
         yield base_url
 
 
