@@ -78,6 +78,12 @@ def cmd_tables(args: argparse.Namespace) -> int:
         if not args.runs:
             raise tables.TablesError("results/: no run folders with results.json (run `make eval` first)")
     runs = [tables.load_run(Path(p), labels[i] if i < len(labels) else None) for i, p in enumerate(args.runs)]
+    repeated = {run.label for run in runs if sum(r.label == run.label for r in runs) > 1}
+    for path, run in zip(args.runs, runs, strict=True):
+        if run.label in repeated:  # tell same-model rows apart by their run folder
+            folder = Path(path) if Path(path).is_dir() else Path(path).parent
+            run.note = run.note.replace(run.label, f"{run.label} ({folder.name})", 1)
+            run.label = f"{run.label} ({folder.name})"
     out = Path(args.out) if args.out else (Path(args.runs[0]) if len(args.runs) == 1 else Path("results") / "tables")
     for path in tables.write_tables(runs, out):
         print(f"wrote {path}")

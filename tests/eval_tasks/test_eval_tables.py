@@ -117,3 +117,14 @@ def test_bad_results_files(tmp_path):
     )
     with pytest.raises(tables.TablesError, match="holds no bimedix_\\* task scores"):
         tables.load_run(tmp_path)
+
+
+def test_the_tables_command_tells_runs_of_one_model_apart(tmp_path):
+    from eval_tasks import cli
+
+    scores = {c: 0.5 for c in COLUMNS}
+    runs = [str(results_json(tmp_path / name, scores, scores)) for name in ("first", "second")]
+    assert cli.main(["tables", *runs, "--out", str(tmp_path / "out")]) == 0
+    frame = pd.read_csv(tmp_path / "out" / "table_arabic.csv")
+    assert list(frame["Model"])[-2:] == ["m (first)", "m (second)"]
+    assert cli.main(["tables", str(tmp_path / "missing")]) == 2
