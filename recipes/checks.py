@@ -397,7 +397,8 @@ def path_problems(recipe: Recipe, registry: Registry) -> list[Problem]:
         target = Path(value) if Path(value).is_absolute() else ROOT / value
         if target.exists():
             continue
-        producer = next((t for prefix, t in rules.produced_by.items() if _normalise(value).startswith(prefix)), None)
+        produced = {**rules.produced_by, **recipe.produced}
+        producer = next((t for prefix, t in produced.items() if _normalise(value).startswith(prefix)), None)
         where, key = recipe.where(path), format_key(path)
         if producer is None:
             extra = " (Axolotl would read the path text itself as the template)" if path[-1] == "chat_template_jinja" else ""  # fmt: skip

@@ -96,6 +96,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         output_root=args.output_root,
         overlay=args.overlay,
         sets=list(args.set or []),
+        unsets=list(args.unset or []),
     )
 
 
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--output-root", default="", help="outputs go to <root>/<variant>/ (default: outputs)")
         p.add_argument("--overlay", default="", help="a multi-GPU overlay: zero2, fsdp2, zero2-2nodes, ray")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (checked like the rest)")  # fmt: skip
+        p.add_argument("--unset", action="append", metavar="KEY", help="remove a recipe key")
 
     train_p = sub.add_parser("train", help="check the recipe, the weights and the data, then `axolotl train`")
     run_arguments(train_p)

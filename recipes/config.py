@@ -45,6 +45,8 @@ class Recipe:
     data: dict[str, Any]
     origin: dict[KeyPath, tuple[str, int]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    # path prefixes a make target produces, beyond the registry's (a moved DATA_DIR)
+    produced: dict[str, str] = field(default_factory=dict)
 
     def where(self, path: KeyPath) -> str:
         """`file:line` of the key (or of its closest written parent), else the recipe file."""
@@ -55,7 +57,7 @@ class Recipe:
         return self.sources[0] if self.sources else "<recipe>"
 
     def copy(self) -> Recipe:
-        return Recipe(copy.deepcopy(self.data), dict(self.origin), list(self.sources))
+        return Recipe(copy.deepcopy(self.data), dict(self.origin), list(self.sources), dict(self.produced))
 
 
 def _walk(node: yaml.Node, path: KeyPath, file: str, origin: dict[KeyPath, tuple[str, int]]) -> None:

@@ -42,7 +42,8 @@ class RunOptions:
     data_dir: str = ""  # empty: the recipe's paths (data/...)
     output_root: str = ""  # empty: the recipe's output folders (outputs/<variant>/...)
     overlay: str = ""
-    sets: list[str] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)  # key=value (YAML value)
+    unsets: list[str] = field(default_factory=list)  # keys to remove
 
 
 @dataclass
@@ -73,6 +74,7 @@ def resolve(options: RunOptions, registry: Registry) -> Resolved:
         override(recipe, "base_model", options.base_model, "BASE_MODEL")
     if options.data_dir:
         data_dir = Path(options.data_dir)
+        recipe.produced[_path_value(ROOT / data_dir / "processed") + "/"] = "data"
         for section in ("datasets", "test_datasets"):
             for entry in recipe.data.get(section) or []:
                 path = entry.get("path") if isinstance(entry, dict) else None
@@ -85,6 +87,10 @@ def resolve(options: RunOptions, registry: Registry) -> Resolved:
     for assignment in options.sets:
         key, value = parse_assignment(assignment)
         override(recipe, key, value, f"--set {key}")
+    for key in options.unsets:
+        if key not in recipe.data:
+            raise RecipeError(f"--unset {key}: the recipe has no such key")
+        del recipe.data[key]
     output_dir = recipe.data.get("output_dir")
     if not isinstance(output_dir, str):
         raise RecipeError(f"{recipe.sources[0]}: output_dir: missing")

@@ -40,6 +40,7 @@ def records(text: str) -> list[dict[str, float]]:
 class TrainSummary:
     losses: list[float]
     step_seconds: list[float]  # per step after the first (the first carries start-up costs)
+    step_tokens: list[float]  # token slots of those steps (packed rows: padding included, labels or not)
     runtime: float | None  # the Trainer's train_runtime, seconds
     steps_per_second: float | None  # the Trainer's train_steps_per_second (includes the first step)
     peak_gib: float | None  # the largest memory/max_allocated (GiB) logged (GPU only)
@@ -49,6 +50,10 @@ class TrainSummary:
         return 1.0 / statistics.median(self.step_seconds) if self.step_seconds else None
 
     @property
+    def tokens_per_second(self) -> float | None:
+        return sum(self.step_tokens) / sum(self.step_seconds) if self.step_seconds else None
+
+    @property
     def all_finite(self) -> bool:
         return bool(self.losses) and all(math.isfinite(x) for x in self.losses)
 
@@ -56,17 +61,19 @@ class TrainSummary:
 def summarise(text: str) -> TrainSummary:
     rows = records(text)
     steps = [r for r in rows if "loss" in r]
-    seconds = []
+    seconds, tokens = [], []
     for previous, current in itertools.pairwise(steps):
         rate = current.get("tokens/train_per_sec_per_gpu")
         done = current.get("tokens/trainable", 0) - previous.get("tokens/trainable", 0)
         if rate and done > 0:
             seconds.append(done / rate)
+            tokens.append(current.get("tokens/total", 0) - previous.get("tokens/total", 0))
     final = next((r for r in reversed(rows) if "train_runtime" in r), {})
     peaks = [r["memory/max_allocated (GiB)"] for r in rows if "memory/max_allocated (GiB)" in r]
     return TrainSummary(
         losses=[r["loss"] for r in steps],
         step_seconds=seconds,
+        step_tokens=tokens,
         runtime=final.get("train_runtime"),
         steps_per_second=final.get("train_steps_per_second"),
         peak_gib=max(peaks) if peaks else None,
