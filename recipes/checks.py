@@ -282,7 +282,7 @@ def rule_problems(recipe: Recipe, hardware: Hardware, registry: Registry) -> lis
     if hardware.cuda and data.get("adapter") == "qlora" and data.get("quantize_moe_experts") is not True:
         problem(
             ("quantize_moe_experts",),
-            "must be true for QLoRA on a GPU: without it the experts stay in bf16 (~87 GB for Mixtral-8x7B)",
+            "must be true for QLoRA on a GPU: without it the experts stay in bf16 (~90 GB for Mixtral-8x7B)",
         )
     if not hardware.cuda and data.get("quantize_moe_experts"):
         problem(("quantize_moe_experts",), f"needs CUDA; {hardware.name} has none: set it to false")
