@@ -9,6 +9,10 @@ the same prompt token ids (the chat template with the default system message), g
 count forced (min_new_tokens = max_new_tokens directly; through the API the reply must end by
 length, checked, and its text must equal the direct reply's). The runs alternate, stack then
 direct, so that load from other users of the machine falls on both alike; medians and ratios.
+The direct side runs in a child process started as the stack's parts are (its own session), and
+both sides get the same OMP_WAIT_POLICY (--omp-wait-policy, PASSIVE by default): on a shared CPU,
+libgomp's default spin-waiting made the direct generate up to 8x slower under load while the
+worker, which generates on another thread, was spared, and that flattered the stack.
 Also shown: FastChat's own generation loop in this process (no HTTP), to separate the loop from
 the hops; this process freezes its gc after loading as the worker does. --stock-gc serves (and
 measures the loop) without the gc.freeze fix of serve/compat.py, to show what the fix saves.
@@ -97,6 +101,63 @@ class Direct:
         return time.perf_counter() - start
 
 
+class DirectProcess:
+    """Direct in a child process in a session of its own, like the stack's parts; one JSON line per call."""
+
+    def __init__(self, model_dir: Path, stock_gc: bool, env: dict[str, str]):
+        from serve.stack import _pdeathsig
+
+        command = [sys.executable, "-m", "benchmarks.serve_speed", "--direct-child", "--model", str(model_dir)]
+        self.process = subprocess.Popen(
+            command + (["--stock-gc"] if stock_gc else []),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            start_new_session=True,
+            preexec_fn=_pdeathsig,
+        )
+
+    def _call(self, op: str, tokens: int) -> dict:
+        self.process.stdin.write(json.dumps({"op": op, "tokens": tokens}) + "\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith(RESULT):
+                return json.loads(line[len(RESULT) :])
+        raise SystemExit(f"the direct-generate process exited ({self.process.wait()})")
+
+    def generate(self, tokens: int) -> tuple[float, str]:
+        result = self._call("generate", tokens)
+        return result["seconds"], result["text"]
+
+    def fastchat_loop(self, tokens: int) -> float:
+        return self._call("loop", tokens)["seconds"]
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+RESULT = "RESULT "
+
+
+def direct_child(model_dir: Path, stock_gc: bool) -> int:
+    direct = Direct(model_dir)
+    if not stock_gc:  # as the worker does after its load (serve/compat.py), so the loop column compares
+        gc.collect()
+        gc.freeze()
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "generate":
+            seconds, text = direct.generate(request["tokens"])
+            result = {"seconds": seconds, "text": text}
+        else:
+            result = {"seconds": direct.fastchat_loop(request["tokens"])}
+        print(RESULT + json.dumps(result, ensure_ascii=False), flush=True)
+    return 0
+
+
 def through_api(client, model: str, tokens: int) -> tuple[float, str, str, int]:
     """(seconds, text, finish reason, tokens generated) of one chat reply through the stack."""
     start = time.perf_counter()
@@ -109,7 +170,7 @@ def through_api(client, model: str, tokens: int) -> tuple[float, str, str, int]:
     return elapsed, choice.message.content, choice.finish_reason, generated
 
 
-def latency(direct: Direct, client, model: str, tokens: int, runs: int, warmup: int = 3) -> dict:
+def latency(direct: DirectProcess, client, model: str, tokens: int, runs: int, warmup: int = 3) -> dict:
     for _ in range(warmup):
         direct.generate(tokens)
         through_api(client, model, tokens)
@@ -134,6 +195,9 @@ def latency(direct: Direct, client, model: str, tokens: int, runs: int, warmup: 
         "stack_p90_ms": round(percentile_ms(stack, 0.9), 2),
         "direct_p90_ms": round(percentile_ms(plain, 0.9), 2),
         "replies_differing_from_direct": mismatches,
+        "stack_runs_ms": [round(x * 1000, 1) for x in stack],
+        "direct_runs_ms": [round(x * 1000, 1) for x in plain],
+        "fastchat_loop_runs_ms": [round(x * 1000, 1) for x in loop],
     }
 
 
@@ -210,7 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput-tokens", type=int, default=64)
     parser.add_argument("--stock-gc", action="store_true", help="serve without the gc.freeze fix")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench" / "serve_speed.json")
+    parser.add_argument("--omp-wait-policy", default="PASSIVE", help="OMP_WAIT_POLICY of both sides (default PASSIVE)")
+    parser.add_argument("--direct-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.direct_child:
+        return direct_child(args.model, args.stock_gc)
     if args.runs < 20:
         print("note: fewer than 20 runs; the README's figures use at least 20", file=sys.stderr)
 
@@ -226,17 +294,18 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "stock_gc": args.stock_gc,
+        "omp_wait_policy": args.omp_wait_policy,
     }
-    direct = Direct(args.model)
-    if not args.stock_gc:  # as the worker does after its load (serve/compat.py), so the loop column compares
-        gc.collect()
-        gc.freeze()
-    env = {"BIMEDIX_SERVE_COMPAT_SKIP": "gc_freeze"} if args.stock_gc else {}
+    env = {"OMP_WAIT_POLICY": args.omp_wait_policy}
+    direct = DirectProcess(args.model, args.stock_gc, env)
+    if args.stock_gc:
+        env["BIMEDIX_SERVE_COMPAT_SKIP"] = "gc_freeze"
     with ServeStack(args.model, web_ui=False, env=env, device="cpu") as stack:
         client = openai.OpenAI(base_url=stack.api_base, api_key="none", max_retries=0, timeout=600)
         result["latency"] = [latency(direct, client, stack.model_name, n, args.runs) for n in args.tokens]
         result["throughput"] = throughput(client, stack.model_name, args.clients, args.requests, args.throughput_tokens)
     direct_times = [direct.generate(args.throughput_tokens)[0] for _ in range(5)]
+    direct.close()
     direct_tps = args.throughput_tokens / statistics.median(direct_times)
     result["throughput"]["direct_tokens_per_s"] = round(direct_tps, 1)
     result["throughput"]["over_direct"] = round(result["throughput"]["tokens_per_s"] / direct_tps, 2)

@@ -144,6 +144,7 @@ def check(opts: StackOptions) -> int:
         return 0
     os.environ.setdefault("LOGDIR", "")  # FastChat writes log files into LOGDIR ("." by default)
     try:
+        import fastchat  # noqa: F401
         from transformers import AutoTokenizer
 
         from serve import conversation

@@ -4,11 +4,17 @@
 
 The controller has no authentication and its /register_worker lets anyone who reaches it make it
 fetch URLs and claim models (CVE-2024-10044), so a host other than loopback is refused.
+
+FastChat's controller starts a heart-beat thread that is not a daemon before uvicorn binds its
+port; when the bind fails (port taken) uvicorn exits with SystemExit, and the process would then
+wait on that thread for ever, alive and listening nowhere. This wrapper ends the process with
+uvicorn's exit code instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import runpy
 import sys
@@ -38,8 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         "--port", str(args.port),
         "--dispatch-method", settings.controller.dispatch_method,
     ]  # fmt: skip
-    runpy.run_module("fastchat.serve.controller", run_name="__main__", alter_sys=True)
-    return 0
+    code = 0
+    try:
+        runpy.run_module("fastchat.serve.controller", run_name="__main__", alter_sys=True)
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # not sys.exit: that would wait for the heart-beat thread
 
 
 if __name__ == "__main__":

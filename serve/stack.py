@@ -31,6 +31,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,10 @@ def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork a
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _port_taken(part: Part) -> bool:
+    return "address already in use" in part.log_tail(40).lower()
+
+
 @dataclass
 class Part:
     """One running process of the stack."""
@@ -109,6 +114,9 @@ class Part:
     url: str
     log: Path
     process: subprocess.Popen = field(repr=False)
+    # Starts the same part again on another free port (None when its port was fixed).
+    respawn: Callable[[], Part] | None = field(default=None, repr=False)
+    attempt: int = 1
 
     @property
     def pid(self) -> int:
@@ -266,7 +274,10 @@ class ServeStack:
             env[API_KEYS_ENV] = ",".join(self.api_keys)  # not on the command line, where `ps` shows it
         return env
 
-    def _spawn(self, role: str, module: str, args: list[str], host: str, port: int) -> Part:
+    def _spawn(self, role: str, module: str, args: list[str], host: str, port: int | None) -> Part:
+        """Start one part; port None: a free one, and another free one if that is taken meanwhile."""
+        fixed = port is not None
+        port = port if fixed else free_port(_connect_host(host))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{role}.out"
         command = [str(serve_python()), "-m", module, "--host", host, "--port", str(port), *args]
@@ -284,16 +295,18 @@ class ServeStack:
                 start_new_session=True,  # Ctrl-C reaches the launcher only, which stops the parts in order
                 preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None,
             )
-        part = Part(role, port, f"http://{_url_host(_connect_host(host))}:{port}", log, process)
+        url = f"http://{_url_host(_connect_host(host))}:{port}"
+        respawn = None if fixed else (lambda: self._spawn(role, module, args, host, None))
+        part = Part(role, port, url, log, process, respawn)
         self.parts[role] = part
         return part
 
-    def _port(self, key: str, host: str, offset: int = 0) -> int:
+    def _port(self, key: str, offset: int = 0) -> int | None:
         fixed = self.fixed_ports.get(key)
-        return fixed + offset if fixed else free_port(_connect_host(host))
+        return fixed + offset if fixed else None
 
     def _start_controller(self) -> Part:
-        return self._spawn("controller", "serve.controller", [], _LOOPBACK, self._port("controller", _LOOPBACK))
+        return self._spawn("controller", "serve.controller", [], _LOOPBACK, self._port("controller"))
 
     def _start_worker(self) -> Part:
         index = self._next_worker
@@ -304,12 +317,12 @@ class ServeStack:
             args += ["--adapter", str(self.adapter)]
         if self.device:
             args += ["--device", self.device]
-        port = self._port("worker", _LOOPBACK, offset=index)
+        port = self._port("worker", offset=index)
         return self._spawn(f"worker-{index}", "serve.worker", args + self.worker_args, _LOOPBACK, port)
 
     def _start_api(self) -> Part:
         args = ["--controller-address", self.controller_url]
-        return self._spawn("api", "serve.api", args, self.host, self._port("api", self.host))
+        return self._spawn("api", "serve.api", args, self.host, self._port("api"))
 
     def _start_web(self) -> Part:
         args = []
@@ -321,7 +334,7 @@ class ServeStack:
             args += ["--api-endpoint-file", str(self.api_endpoint_file)]
         if self.web_auth_file:
             args += ["--auth-file", str(self.web_auth_file)]
-        return self._spawn("web", "serve.webui", args, self.host, self._port("web", self.host))
+        return self._spawn("web", "serve.webui", args, self.host, self._port("web"))
 
     # ---------------------------------------------------------------- health
     def _healthy(self, part: Part) -> bool:
@@ -348,6 +361,12 @@ class ServeStack:
         waiting = list(parts)
         while waiting:
             for part in list(waiting):
+                if not part.alive() and part.respawn and part.attempt < 3 and _port_taken(part):
+                    # Another program took the free port between our look and the part's bind.
+                    fresh = part.respawn()
+                    fresh.attempt = part.attempt + 1
+                    waiting[waiting.index(part)] = fresh
+                    continue
                 if not part.alive():
                     raise ServeError(
                         f"the {part.role} exited with code {part.process.returncode} while starting; "

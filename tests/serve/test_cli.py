@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,3 +99,13 @@ def test_check_compares_the_template_with_the_models_tokenizer(tiny_model_dir):
     done = serve("serve", "check", "--model", str(tiny_model_dir), timeout=180)
     assert done.returncode == 0, done.stderr
     assert "ok  template: the API and web UI prompts equal the model's chat template, token for token" in done.stdout
+
+
+def test_the_controller_exits_when_its_port_is_taken():
+    """FastChat's controller would hang for ever (a non-daemon thread); serve.controller exits with uvicorn's code."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = serve("serve.controller", "--port", str(taken.getsockname()[1]), timeout=60)
+    assert done.returncode == 3  # uvicorn's "startup failed"
+    assert "address already in use" in done.stdout + done.stderr

@@ -6,12 +6,14 @@ The stack's parts run under .venv-serve/bin/python; this test process is the mai
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
 import openai
 import pytest
 
+import serve.stack
 from bimedix.paths import ROOT
 from serve.config import ServeError, is_loopback, load_settings
 from serve.stack import ServeStack
@@ -30,8 +32,18 @@ def test_importing_the_stack_needs_the_standard_library_only():
     assert done.stdout.strip() == "[]"
 
 
-def test_brings_the_stack_up_and_chats_from_the_main_environment(tiny_model_dir, tmp_path):
-    with ServeStack(tiny_model_dir, log_dir=tmp_path / "logs", device="cpu") as stack:
+def test_brings_the_stack_up_and_chats_from_the_main_environment(tiny_model_dir, tmp_path, monkeypatch):
+    # Another program takes the controller's free port before the controller binds it: the stack
+    # notices ("address already in use") and starts the controller again on another free port.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    real_free_port = serve.stack.free_port
+    monkeypatch.setattr(serve.stack, "free_port", lambda host="127.0.0.1": next(ports, None) or real_free_port(host))
+    with taken, ServeStack(tiny_model_dir, log_dir=tmp_path / "logs", device="cpu") as stack:
+        controller = stack.parts["controller"]
+        assert controller.attempt == 2 and controller.port != taken.getsockname()[1]
         assert stack.api_base.startswith("http://127.0.0.1:") and stack.api_base.endswith("/v1")
         assert set(stack.pids) == {"controller", "worker-0", "api"}
         client = openai.OpenAI(base_url=stack.api_base, api_key="none", max_retries=0)
