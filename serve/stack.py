@@ -43,7 +43,6 @@ from serve.config import (
     from_root,
     is_loopback,
     load_settings,
-    require_loopback,
 )
 
 SERVE_PYTHON_ENV = "BIMEDIX_SERVE_PYTHON"
@@ -221,7 +220,9 @@ class ServeStack:
                     f"refusing to serve the web UI on {self.host} without a web auth file (user:password pairs): "
                     "anyone who reaches it could use the model. Give one, or bind 127.0.0.1."
                 )
-        require_loopback("controller", _LOOPBACK)
+        unknown = sorted(set(self.fixed_ports) - {"controller", "worker", "api", "web"})
+        if unknown:
+            raise ServeError(f"ports: unknown part(s) {unknown}; known: controller, worker, api, web")
 
     # ---------------------------------------------------------------- properties for the callers
     @property

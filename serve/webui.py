@@ -10,7 +10,8 @@ model is not open to anyone who reaches the port.
 
 Built from FastChat's own UI pieces (fastchat.serve.gradio_web_server.build_single_model_ui and its
 handlers); changed around them: the BiMediX notice and title, the message length bound
-([web] max_input_chars), and no call to FastChat's rate-limit monitor, which FastChat makes on
+([web] max_input_chars: a longer message is refused with a warning and stays in the box, where
+FastChat cuts it silently), and no call to FastChat's rate-limit monitor, which FastChat makes on
 every message to whatever listens on localhost:9090 (not part of this stack; on a shared machine,
 someone else's server).
 """
@@ -39,6 +40,30 @@ def endpoint_models(path: str | None) -> list[str]:
     if not isinstance(data, dict):
         raise ServeError(f"--api-endpoint-file {path}: expected an object of model name -> endpoint")
     return list(data)
+
+
+def bounded_add_text(gws, gr, limit: int):
+    """FastChat's add_text, refusing a message over `limit` characters instead of cutting it silently.
+
+    The message stays in the box and the UI says why; FastChat's own hard cut-off would send the
+    model the first 12,000 characters without a word.
+    """
+    original = gws.add_text
+
+    def add_text(state, model_selector, text, image, request):
+        if len(text) <= limit:
+            return original(state, model_selector, text, image, request)
+        if state is None:
+            state = gws.State(model_selector)
+        state.skip_next = True  # bot_response, chained after this, then does nothing
+        gr.Warning(
+            f"This message has {len(text)} characters; the limit is {limit} "
+            "(serve/settings.toml [web] max_input_chars). It is still in the box: shorten it and send again."
+        )
+        return (state, state.to_gradio_chatbot(), text, image) + (gws.no_change_btn,) * 5
+
+    add_text.__annotations__ = {"request": gr.Request}  # gradio injects the request by this annotation
+    return add_text
 
 
 def build_demo(gws, models: list[str], settings):
@@ -93,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         register_api_endpoint_file=args.api_endpoint_file,
         show_terms_of_use=False,
     )
+    import gradio as gr
+
     gws.INPUT_CHAR_LEN_LIMIT = settings.web.max_input_chars
+    gws.add_text = bounded_add_text(gws, gr, settings.web.max_input_chars)
     gws.is_limit_reached = lambda model_name, ip: None
     gws.set_global_vars(args.controller_url or None, False)
     gws.models, _ = gws.get_model_list(args.controller_url or None, args.api_endpoint_file, False)

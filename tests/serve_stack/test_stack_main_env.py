@@ -91,6 +91,7 @@ def test_refusals_before_anything_starts(tiny_model_dir, tmp_path):
         ({"model_path": tiny_model_dir, "host": "0.0.0.0", "api_keys": ["k"], "web_ui": True}, "web auth file"),
         ({"model_path": None}, "nothing to serve"),
         ({"model_path": tiny_model_dir, "workers": 0}, "at least one worker"),
+        ({"model_path": tiny_model_dir, "ports": {"apii": 8000}}, r"unknown part\(s\) \['apii'\]"),
     ]
     for kwargs, message in cases:
         model_path = kwargs.pop("model_path")
