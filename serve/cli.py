@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import time
@@ -36,6 +37,7 @@ class StackOptions:
     api_endpoint_file: str | None = None
     web_auth_file: str | None = None
     device: str | None = None
+    worker_args: str | None = None
     log_dir: str | None = None
     settings: str | None = None
     startup_timeout_s: float | None = None
@@ -63,6 +65,9 @@ def _stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-endpoint-file", help="also list these OpenAI-compatible endpoints in the web UI")
     parser.add_argument("--web-auth-file", help="user:password pairs for the web UI (needed off loopback)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: settings [worker] device, auto)")
+    parser.add_argument(
+        "--worker-args", help='more options for FastChat\'s model worker, e.g. "--num-gpus 2 --dtype bfloat16"'
+    )
     parser.add_argument("--log-dir", help="where the parts log (default: logs/serve/<timestamp>-<pid>/)")
     parser.add_argument("--settings", help="settings file (default: serve/settings.toml)")
     parser.add_argument("--startup-timeout-s", type=float, help="seconds each part may take to answer")
@@ -95,6 +100,7 @@ def build_stack(opts: StackOptions):
         device=opts.device,
         web_auth_file=opts.web_auth_file,
         startup_timeout_s=opts.startup_timeout_s,
+        worker_args=shlex.split(opts.worker_args or ""),
     )
 
 

@@ -1,6 +1,6 @@
 ##@ Serve (FastChat: controller, workers, OpenAI API, web UI; serve/README.md)
 
-# make serve [MODEL=dir] [ADAPTER=dir] [MODEL_NAME=name] [WORKERS=n] [DEVICE=cpu|cuda]
+# make serve [MODEL=dir] [ADAPTER=dir] [MODEL_NAME=name] [WORKERS=n] [DEVICE=cpu|cuda] [WORKER_ARGS="--num-gpus 2"]
 #            [HOST=addr API_KEYS=k1,k2 WEB_AUTH=file] [API_PORT=p] [WEB_PORT=p] [CONTROLLER_PORT=p] [WORKER_PORT=p]
 # HOST counts only when given on the command line (some shells export HOST as the machine's name).
 SERVE_HOST = $(if $(filter command line,$(origin HOST)),--host $(HOST))
@@ -8,7 +8,8 @@ SERVE_ARGS = --model $(or $(MODEL),$(TINY_MODEL)) $(if $(ADAPTER),--adapter $(AD
   $(if $(MODEL_NAME),--model-name $(MODEL_NAME)) $(if $(WORKERS),--workers $(WORKERS)) \
   $(if $(DEVICE),--device $(DEVICE)) $(SERVE_HOST) $(if $(WEB_AUTH),--web-auth-file $(WEB_AUTH)) \
   $(if $(API_PORT),--api-port $(API_PORT)) $(if $(WEB_PORT),--web-port $(WEB_PORT)) \
-  $(if $(CONTROLLER_PORT),--controller-port $(CONTROLLER_PORT)) $(if $(WORKER_PORT),--worker-port $(WORKER_PORT))
+  $(if $(CONTROLLER_PORT),--controller-port $(CONTROLLER_PORT)) $(if $(WORKER_PORT),--worker-port $(WORKER_PORT)) \
+  $(if $(WORKER_ARGS),--worker-args "$(WORKER_ARGS)")
 # Keys travel in the environment, never on a command line that `ps` shows.
 SERVE_KEYS = $(if $(API_KEYS),BIMEDIX_API_KEYS="$(API_KEYS)")
 

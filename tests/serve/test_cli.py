@@ -53,20 +53,25 @@ def test_up_refuses_a_public_api_without_keys_before_starting_anything(tiny_mode
     assert not list(tmp_path.iterdir())  # nothing was started
 
 
-def test_up_runs_until_ctrl_c_then_stops_every_part(tiny_model_dir, new_log_dir):
-    command = [sys.executable, "-m", "serve", "up", "--model", str(tiny_model_dir), "--no-web"]
-    command += ["--device", "cpu", "--log-dir", str(new_log_dir("cli-up"))]
+def start_up(*args: str) -> tuple[subprocess.Popen, str]:
+    """`python -m serve up ...` in the background, read until it says it is ready."""
+    command = [sys.executable, "-m", "serve", "up", *args]
     process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, deadline = [], time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "Ctrl-C stops everything" in line:
+            break
+    return process, "".join(lines)
+
+
+def test_up_runs_until_ctrl_c_then_stops_every_part(tiny_model_dir, new_log_dir):
+    process, output = start_up("--model", str(tiny_model_dir), "--no-web", "--device", "cpu",
+                               "--log-dir", str(new_log_dir("cli-up")))  # fmt: skip
     try:
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        output = "".join(lines)
         assert "Ctrl-C stops everything" in output, output
         pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
         assert len(pids) == 3 and all(not gone(p) for p in pids)  # controller, worker, api
@@ -79,6 +84,24 @@ def test_up_runs_until_ctrl_c_then_stops_every_part(tiny_model_dir, new_log_dir)
     assert process.returncode == 0, rest
     assert "stopped: controller pid" in rest
     assert all(gone(p) for p in pids)
+
+
+def test_up_stops_everything_and_exits_1_when_a_part_dies(tiny_model_dir, new_log_dir):
+    logs = new_log_dir("cli-dies")
+    process, output = start_up("--model", str(tiny_model_dir), "--no-web", "--device", "cpu", "--log-dir", str(logs),
+                               "--worker-args", "--stream-interval 4")  # fmt: skip
+    try:
+        assert "Ctrl-C stops everything" in output, output
+        pids = dict(re.findall(r"^(controller|worker-0|api)\s+pid (\d+)", output, re.MULTILINE))
+        os.kill(int(pids["worker-0"]), signal.SIGKILL)  # a crash, not a stop
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1
+    assert f"the worker-0 (pid {pids['worker-0']}) exited with code -9; stopping the stack" in rest
+    assert all(gone(int(pid)) for pid in pids.values())
+    assert "--stream-interval 4" in (logs / "worker-0.out").read_text().splitlines()[0]  # --worker-args got there
 
 
 def test_up_exits_non_zero_naming_the_part_that_failed(tiny_model_dir, tmp_path, new_log_dir):
