@@ -33,22 +33,29 @@ FLAGS = [
 SERVER_ERROR = "NETWORK ERROR"  # what FastChat's UI shows when a reply fails
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="session")
+def chromium():
+    """Session-scoped, and asked for before the stack, so that a missing browser skips before anything starts."""
     if not (CHROMIUM and CHROMEDRIVER):
         reason = "headless Chromium is not installed (Debian packages chromium and chromium-driver)"
         if os.environ.get("BIMEDIX_REQUIRE_BROWSER") == "1":
             pytest.fail(f"BIMEDIX_REQUIRE_BROWSER=1 but {reason}")
         pytest.skip(reason)
+    return CHROMIUM, CHROMEDRIVER
+
+
+@pytest.fixture
+def browser(chromium, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
+    binary, driver_path = chromium
     options = Options()
-    options.binary_location = CHROMIUM
+    options.binary_location = binary
     for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     yield driver
     driver.quit()
 
@@ -72,7 +79,7 @@ def finished_replies(driver) -> list[str]:
     return replies
 
 
-def test_chat_in_english_and_arabic_in_a_browser(stack, browser, tmp_path):
+def test_chat_in_english_and_arabic_in_a_browser(chromium, stack, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
