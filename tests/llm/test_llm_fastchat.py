@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 from conftest import FIXTURES
 
 from data_prep.llm.__main__ import main
 from data_prep.llm.config import SETTINGS_FILE
 from data_prep.llm.records import parse_chat, parse_mcq
-
-stack = pytest.importorskip("serve.stack", reason="serve/stack.py (the serving stage) is not on this branch yet")
+from serve.stack import ServeStack
 
 ITEMS = 2
 
@@ -42,7 +40,7 @@ def rows(path):
 
 def test_both_stages_run_against_fastchat_serving_the_tiny_model(tiny_model_dir, tmp_path):
     settings = quick_settings(tmp_path / "settings.yaml")
-    with stack.ServeStack(tiny_model_dir, log_dir=tmp_path / "serve-logs") as served:
+    with ServeStack(tiny_model_dir, log_dir=tmp_path / "serve-logs", device="cpu") as served:
         endpoint = tmp_path / "endpoint.yaml"
         endpoint.write_text(
             yaml.safe_dump(
