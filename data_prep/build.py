@@ -1,18 +1,19 @@
 """Build one variant from a mix: convert, filter, mix, split, render, count tokens, write.
 
-Two passes over the inputs, each parallel over batches of rows in forked worker processes:
+1. One parallel pass over the inputs (batches of rows in forked worker processes): decode and
+   convert every row, render its chat template, count its tokens, serialise its output line,
+   and compute the hashes the selection needs (record id, exact key, LSH band keys,
+   contamination). The main process appends the lines to a spool file in the staging folder
+   and keeps, per row, only those hashes and a few small codes (about 110 bytes a row); rejects
+   go to rejects.jsonl as they come.
+2. The selection, in numpy over those columns: decontaminate, drop exact then near duplicates
+   (first occurrence wins), apply the source weights and the language ratio, split train/val.
+3. A sequential copy of the selected lines from the spool into train.jsonl and val.jsonl.
 
-1. analyse: decode and convert every row; keep per row only hashes and small codes (record id,
-   exact key, LSH band keys, contamination, language, task). Rejects go to rejects.jsonl.
-2. render: after the selection (numpy over those columns: decontaminate, exact duplicates, near
-   duplicates, weights, language ratio, train/val split), convert the chosen rows again
-   (converters are pure), render the chat template, count its tokens, write JSON lines.
-
-Memory is the columns (about 90 bytes a row) plus the batches in flight; no text is kept.
-Every row ends in exactly one state, and the per-source accounting
+No text is kept in memory. Every row ends in exactly one state, and the per-source accounting
 read = written + rejected + deduplicated + decontaminated + sampled_out is checked against
-independent counts (rows read in each pass, lines written, rejects written) before the
-output is published; a failed build leaves the previous output untouched.
+independent counts (lines spooled, lines written, rejects logged) before the output is
+published; a failed build leaves the previous output untouched.
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ _STATE: State | None = None  # set before the workers fork; they inherit it
 # ---------------------------------------------------------------------------------------------
 # Pass 1, in the workers
 
+# Every line is serialised with this split; a validation line gets it replaced in pass 3. JSON
+# escaping guarantees the first `"split":"train"` of a line is the key itself (the keys before
+# it are plain strings, where a quote would be written \").
+_TRAIN, _VAL = b'"split":"train"', b'"split":"val"'
+
 
 @dataclass
 class Analysed:
@@ -99,6 +105,10 @@ class Analysed:
     coverage: np.ndarray
     language: np.ndarray
     task: np.ndarray
+    tokens: np.ndarray
+    chars: np.ndarray
+    length: np.ndarray  # bytes of the row's line in `lines` (0 for a reject)
+    lines: bytes  # the output lines of the converted rows, in order
     rejects: list[tuple[int, int, str, str]]  # (row in batch, line, code, reason)
 
 
@@ -117,19 +127,33 @@ def analyse(job_index: int, rows: list[tuple[int, Any]]) -> Analysed:
     state = _STATE
     job = state.jobs[job_index]
     n = len(rows)
-    records, where, rejects = [], [], []
+    records, where, rejects, lines, texts = [], [], [], [], []
+    tokenizer = state.tokenizer
     for i, (line, payload) in enumerate(rows):
         result = _convert(job, payload)
         if isinstance(result, Reject):
             rejects.append((i, line, result.code, result.reason))
-        else:
-            records.append(_finish(result, state))
-            where.append(i)
+            continue
+        record = _finish(result, state)
+        rid = record_id(record.messages)
+        row = output_row(
+            record, id=rid, source=job.source, format=job.format, split="train", file=job.file.label, line=line
+        )
+        lines.append(orjson.dumps(row) + b"\n")
+        texts.append(render(record.messages, tokenizer.bos, tokenizer.eos))
+        records.append(record)
+        where.append(i)
     at = np.asarray(where, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
     ok[at] = True
     id64 = np.zeros(n, dtype=np.uint64)
-    id64[at] = np.fromiter((int(record_id(r.messages)[:16], 16) for r in records), np.uint64, len(records))
+    id64[at] = np.fromiter((int(line[7:23], 16) for line in lines), np.uint64, len(lines))  # {"id":"<32 hex>"
+    length = np.zeros(n, dtype=np.int64)
+    length[at] = np.fromiter(map(len, lines), np.int64, len(lines))
+    tokens = np.zeros(n, dtype=np.int64)
+    tokens[at] = tokenizer.count(texts)
+    chars = np.zeros(n, dtype=np.int64)
+    chars[at] = np.fromiter(map(len, texts), np.int64, len(texts))
     task = np.full(n, -1, dtype=np.int8)
     task[at] = [TASKS.index(r.task) for r in records]
     language = np.full(n, -1, dtype=np.int8)
@@ -156,64 +180,10 @@ def analyse(job_index: int, rows: list[tuple[int, Any]]) -> Analysed:
             share, item = state.eval.index.coverage(probe, int(k))
             coverage[at[k]], eval_item[at[k]] = share, item
             contaminated[at[k]] = share > 0 and share >= state.min_coverage
-    return Analysed(n, ok, id64, exact, bands, contaminated, eval_item, coverage, language, task, rejects)
-
-
-# ---------------------------------------------------------------------------------------------
-# Pass 2, in the workers
-
-
-@dataclass
-class Rendered:
-    rows: int
-    train: bytes
-    val: bytes
-    train_lines: int
-    val_lines: int
-    written: np.ndarray  # rows of the batch that were written
-    tokens: np.ndarray
-    chars: np.ndarray
-
-
-def render_rows(job_index: int, rows: list[tuple[int, Any]], status: np.ndarray, copies: np.ndarray, id64: np.ndarray):
-    state = _STATE
-    job = state.jobs[job_index]
-    written, texts, lines = [], [], []
-    for i, (line, payload) in enumerate(rows):
-        if status[i] not in (TRAIN, VAL):
-            continue
-        record = _convert(job, payload)
-        if isinstance(record, Reject):
-            raise DataPrepError(
-                f"{job.file.label}:{line}: converted in the first pass but not the second ({record.reason})"
-            )
-        record = _finish(record, state)
-        rid = record_id(record.messages)
-        if int(rid[:16], 16) != int(id64[i]):
-            raise DataPrepError(
-                f"{job.file.label}:{line}: the row changed between the two passes (was the file edited?)"
-            )
-        split = "train" if status[i] == TRAIN else "val"
-        row = output_row(
-            record, id=rid, source=job.source, format=job.format, split=split, file=job.file.label, line=line
-        )
-        lines.append(orjson.dumps(row) + b"\n")
-        texts.append(render(record.messages, state.tokenizer.bos, state.tokenizer.eos))
-        written.append(i)
-    tokens = state.tokenizer.count(texts)
-    train, val = [], []
-    train_lines = val_lines = 0
-    for i, line in zip(written, lines, strict=True):
-        if status[i] == TRAIN:
-            train.append(line * int(copies[i]))
-            train_lines += int(copies[i])
-        else:
-            val.append(line)
-            val_lines += 1
-    chars = np.fromiter(map(len, texts), np.int64, len(texts))
-    return Rendered(
-        len(rows), b"".join(train), b"".join(val), train_lines, val_lines, np.array(written, np.int64), tokens, chars
-    )
+    return Analysed(
+        n, ok, id64, exact, bands, contaminated, eval_item, coverage, language, task, tokens, chars, length,
+        b"".join(lines), rejects,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,6 +273,9 @@ class Columns:
     eval_item: np.ndarray
     language: np.ndarray
     task: np.ndarray
+    tokens: np.ndarray
+    chars: np.ndarray
+    length: np.ndarray
     source: np.ndarray
 
 
@@ -471,13 +444,14 @@ def build_variant(
     runner = Runner(state, n_workers)
     ok = False
     try:
-        # ---- pass 1: analyse
+        # ---- pass 1: convert, render, count, hash; spool the lines
         progress(f"{mix.name}: reading {len(jobs)} file(s) of {len(mix.sources)} source(s), {n_workers} worker(s)")
         parts: dict[str, list] = {name: [] for name in Columns.__dataclass_fields__}
         reject_counts: list[Counter] = [Counter() for _ in mix.sources]
-        hub_first: dict[int, Any] = {}
-        with open(staging / "rejects.jsonl", "wb") as rejects_out:
-            for (j, batch), result in runner.map(analyse, _rows(jobs, settings.batch_rows, hub_first)):
+        hub_digests: dict[int, Any] = {}
+        spooled = 0
+        with open(staging / "rejects.jsonl", "wb") as rejects_out, open(staging / _SPOOL, "wb") as spool:
+            for (j, batch), result in runner.map(analyse, _rows(jobs, settings.batch_rows, hub_digests)):
                 job = jobs[j]
                 for _, line, code, reason in result.rejects:
                     if strict:
@@ -485,58 +459,16 @@ def build_variant(
                             f"{job.file.label}:{line}: {reason} (--strict stops at the first rejected row)"
                         )
                     reject_counts[job.source_index][code] += 1
-                    rejects_out.write(
-                        orjson.dumps(
-                            {"source": job.source, "file": job.file.label, "line": line, "code": code, "reason": reason}
-                        )
-                        + b"\n"
-                    )
+                    entry = {"source": job.source, "file": job.file.label, "line": line, "code": code, "reason": reason}
+                    rejects_out.write(orjson.dumps(entry) + b"\n")
+                spool.write(result.lines)
+                spooled += result.lines.count(b"\n")
                 parts["job"].append(np.full(result.rows, j, dtype=np.int32))
                 parts["source"].append(np.full(result.rows, job.source_index, dtype=np.int32))
                 parts["line"].append(np.fromiter((line for line, _ in batch), np.int64, len(batch)))
-                for name in ("ok", "id64", "exact", "bands", "contaminated", "eval_item", "language", "task"):
-                    parts[name].append(getattr(result, name))
-        bands_width = state.minhasher.bands if state.minhasher else 0
-        empty = {"bands": np.zeros((0, bands_width), dtype=np.uint64)}
-        cols = Columns(
-            **{
-                name: np.concatenate(chunks) if chunks else empty.get(name, np.zeros(0))
-                for name, chunks in parts.items()
-            }
-        )
-        status, copies, notes = select(cols, mix)
-
-        # ---- pass 2: render, count, write
-        progress(
-            f"{mix.name}: writing {int((status == TRAIN).sum())} train and {int((status == VAL).sum())} val records"
-        )
-        tokens = np.zeros(len(status), dtype=np.int64)
-        chars = np.zeros(len(status), dtype=np.int64)
-        read_again = np.zeros(len(jobs), dtype=np.int64)
-        written_lines = {"train": 0, "val": 0}
-        digests = {"train": hashlib.sha256(), "val": hashlib.sha256()}
-        hub_second: dict[int, Any] = {}
-
-        def items():
-            start = 0
-            for j, batch in _rows(jobs, settings.batch_rows, hub_second):
-                end = start + len(batch)
-                yield j, batch, status[start:end], copies[start:end], cols.id64[start:end]
-                start = end
-
-        position = 0  # results come back in reading order: the column index of the batch's first row
-        with open(staging / "train.jsonl", "wb") as train_out, open(staging / "val.jsonl", "wb") as val_out:
-            for (j, *_), result in runner.map(render_rows, items()):
-                read_again[j] += result.rows
-                train_out.write(result.train)
-                val_out.write(result.val)
-                digests["train"].update(result.train)
-                digests["val"].update(result.val)
-                written_lines["train"] += result.train_lines
-                written_lines["val"] += result.val_lines
-                tokens[position + result.written] = result.tokens
-                chars[position + result.written] = result.chars
-                position += result.rows
+                for name in Columns.__dataclass_fields__:
+                    if name not in ("job", "source", "line"):
+                        parts[name].append(getattr(result, name))
         ok = True
     finally:
         runner.close(ok)
@@ -544,16 +476,34 @@ def build_variant(
             shutil.rmtree(staging, ignore_errors=True)
 
     try:
+        bands_width = state.minhasher.bands if state.minhasher else 0
+        empty = {"bands": np.zeros((0, bands_width), dtype=np.uint64)}
+        cols = Columns(
+            **{
+                name: np.concatenate(chunks) if chunks else empty.get(name, np.zeros(0, dtype=np.int64))
+                for name, chunks in parts.items()
+            }
+        )
+        if spooled != int(cols.ok.sum()):
+            raise DataPrepError(f"accounting: {int(cols.ok.sum())} rows converted but {spooled} lines spooled")
         for j, job in enumerate(jobs):
             entry = sources[job.source_index]["files"][job.file_number]
             if job.file.path is not None and sha256_file(job.file.path) != entry["sha256"]:
                 raise DataPrepError(f"{job.file.label}: the file changed during the build; run it again")
             if job.file.hub is not None:
-                if hub_first[j].hexdigest() != hub_second[j].hexdigest():
-                    raise DataPrepError(f"{job.file.label}: the hub dataset changed during the build; run it again")
-                entry["sha256"] = hub_first[j].hexdigest()
+                entry["sha256"] = hub_digests[j].hexdigest()
                 entry["sha256_of"] = "the rows as streamed (JSON with sorted keys)"
-        accounting = _account(mix, jobs, cols, status, copies, read_again, reject_counts, written_lines, staging)
+
+        # ---- the selection
+        status, copies, notes = select(cols, mix)
+
+        # ---- pass 2: copy the selected lines out of the spool
+        progress(
+            f"{mix.name}: writing {int((status == TRAIN).sum())} train and {int((status == VAL).sum())} val records"
+        )
+        written_lines, digests = _write_splits(staging, cols.length, status, copies)
+        (staging / _SPOOL).unlink()
+        accounting = _account(mix, cols, status, copies, reject_counts, written_lines, staging)
         manifest = write_card(
             staging,
             mix=mix,
@@ -563,12 +513,12 @@ def build_variant(
             cols=cols,
             status=status,
             copies=copies,
-            tokens=tokens,
-            chars=chars,
+            tokens=cols.tokens,
+            chars=cols.chars,
             notes=notes,
             tokenizer=tokenizer,
             eval_index=eval_index,
-            digests={k: v.hexdigest() for k, v in digests.items()},
+            digests=digests,
             written_lines=written_lines,
         )
         final = out_dir / mix.name
@@ -579,12 +529,47 @@ def build_variant(
     return Built(mix.name, final, manifest, accounting)
 
 
-def _account(mix, jobs, cols, status, copies, read_again, reject_counts, written_lines, staging) -> list[dict]:
+_SPOOL = "spool.jsonl"
+_CHUNK = 1 << 24  # bytes of spool read at a time
+
+
+def _write_splits(staging: Path, length: np.ndarray, status: np.ndarray, copies: np.ndarray):
+    """Copy the chosen lines out of the spool (in reading order) into train.jsonl and val.jsonl."""
+    written = {"train": 0, "val": 0}
+    digests = {"train": hashlib.sha256(), "val": hashlib.sha256()}
+    rows = np.flatnonzero(length)  # the converted rows, in the spool's order
+    ends = np.cumsum(length[rows])
+    with (
+        open(staging / _SPOOL, "rb") as spool,
+        open(staging / "train.jsonl", "wb") as train_out,
+        open(staging / "val.jsonl", "wb") as val_out,
+    ):
+        first = 0
+        while first < len(rows):
+            last = max(first + 1, int(np.searchsorted(ends, ends[first] - length[rows[first]] + _CHUNK, side="right")))
+            block = spool.read(int(ends[last - 1] - (ends[first - 1] if first else 0)))
+            train, val, offset = [], [], 0
+            for row in rows[first:last]:
+                size = int(length[row])
+                state = status[row]
+                if state == TRAIN:
+                    train.append(block[offset : offset + size] * int(copies[row]))
+                    written["train"] += int(copies[row])
+                elif state == VAL:
+                    val.append(block[offset : offset + size].replace(_TRAIN, _VAL, 1))
+                    written["val"] += 1
+                offset += size
+            for name, out, chunks in (("train", train_out, train), ("val", val_out, val)):
+                data = b"".join(chunks)
+                out.write(data)
+                digests[name].update(data)
+            first = last
+    return written, {name: digest.hexdigest() for name, digest in digests.items()}
+
+
+def _account(mix, cols, status, copies, reject_counts, written_lines, staging) -> list[dict]:
     """Per-source counts, and the checks that make a lost row an error."""
     table = []
-    read_second = np.zeros(len(mix.sources), dtype=np.int64)
-    for j, job in enumerate(jobs):
-        read_second[job.source_index] += read_again[j]
     for s, spec in enumerate(mix.sources):
         mine = cols.source == s
         states = Counter(status[mine].tolist())
@@ -604,8 +589,6 @@ def _account(mix, jobs, cols, status, copies, read_again, reject_counts, written
         )
         if total != counts["read"]:
             raise DataPrepError(f"{where}: read {counts['read']} != written + rejected + deduplicated + ... = {total}")
-        if read_second[s] != counts["read"]:
-            raise DataPrepError(f"{where}: {counts['read']} rows in the first pass, {read_second[s]} in the second")
         if sum(reject_counts[s].values()) != counts["rejected"]:
             raise DataPrepError(
                 f"{where}: {counts['rejected']} rejected rows but {sum(reject_counts[s].values())} logged"

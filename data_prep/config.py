@@ -36,6 +36,11 @@ def display(path: Path) -> str:
         return str(path)
 
 
+def _at(where: str, key: object) -> str:
+    """'mix.yaml' + 'sources' -> 'mix.yaml: sources'; 'mix.yaml: sources[0]' + 'path' -> '...sources[0].path'."""
+    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
+
+
 def _check_type(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -55,7 +60,7 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         key_type, value_type = typing.get_args(annotation)
         if not isinstance(value, dict):
             raise DataPrepError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return {_check_type(k, key_type, where): _check_type(v, value_type, f"{where}.{k}") for k, v in value.items()}
+        return {_check_type(k, key_type, where): _check_type(v, value_type, _at(where, k)) for k, v in value.items()}
     if origin is tuple:
         (item_type, _) = typing.get_args(annotation)
         if not isinstance(value, list):
@@ -84,7 +89,7 @@ def from_mapping(cls: type, data: Any, where: str):
     values = {}
     for name, spec in known.items():
         if name in data:
-            values[name] = _check_type(data[name], hints[name], f"{where}.{name}")
+            values[name] = _check_type(data[name], hints[name], _at(where, name))
         elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
             raise DataPrepError(f"{where}: missing key {name!r}")
     return cls(**values)
@@ -121,7 +126,7 @@ class DedupSettings:
 @dataclass(frozen=True)
 class DecontaminationSettings:
     ngram: int = 13
-    min_coverage: float = 0.0
+    min_coverage: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -250,5 +255,6 @@ def source_files(spec: SourceSpec, mix: Mix) -> list[SourceFile]:
         paths = [pattern]
     files = [SourceFile(display(p), path=p) for p in paths]
     for f in files:
-        f.check()
+        if not f.path.is_file():
+            raise DataPrepError(f"{where}: {f.label}: no such file")
     return files

@@ -359,9 +359,14 @@ class NgramIndex:
         all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
         all_owners = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
         # (hash, item) pairs, unique and sorted by hash: the coverage lookup
-        pairs = np.unique(np.stack([all_hashes, all_owners.astype(np.uint64)], axis=1), axis=0)
-        self._pair_hash, self._pair_item = pairs[:, 0].copy(), pairs[:, 1].astype(np.int64)
-        self.unique = np.unique(self._pair_hash)
+        order = np.lexsort((all_owners, all_hashes))
+        all_hashes, all_owners = all_hashes[order], all_owners[order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = (all_hashes[1:] != all_hashes[:-1]) | (all_owners[1:] != all_owners[:-1])
+        self._pair_hash, self._pair_item = all_hashes[new], all_owners[new]
+        first = np.ones(len(self._pair_hash), dtype=bool)
+        first[1:] = self._pair_hash[1:] != self._pair_hash[:-1]
+        self.unique = self._pair_hash[first]
         self.item_ngrams = np.bincount(self._pair_item, minlength=len(items))
         self.items = len(items)
         # a bitmap of the top bits of every n-gram (about 64 bits per n-gram, so ~1.5% false

@@ -77,7 +77,7 @@ def decode(payload: Any) -> Any:
             return Reject(
                 "undecodable", f"not valid UTF-8 (byte {bad.start + 1} of the line is {payload[bad.start]:#04x})"
             )
-        return Reject("invalid_json", f"invalid JSON: {str(err).splitlines()[0]}")
+        return Reject("invalid_json", f"invalid JSON ({err.msg} at character {err.pos + 1} of the line)")
 
 
 def _open(source: SourceFile, mode: str = "rb", **kwargs):

@@ -191,7 +191,7 @@ def convert_medqa(row: Any, ctx: SourceContext) -> Record:
         raise RowError("answer_not_in_options", f"answer_idx '{letter}' is not one of the options {' '.join(keys)}")
     answer = keys.index(letter)
     answer_text = _field(row, "answer", required=False)
-    if answer_text is not None and _loose(answer_text) != _loose(options[answer]):
+    if answer_text is not None and answer_text != options[answer] and _loose(answer_text) != _loose(options[answer]):
         raise RowError("answer_mismatch", f"answer text does not match option {letter}")
     meta = {"meta_info": row.get("meta_info") if isinstance(row.get("meta_info"), str) else None}
     return mcqa_record(ctx, question, options, answer, metadata=meta)
@@ -218,7 +218,7 @@ def probe_medmcqa(rows: Iterable[Any], params: Mapping[str, Any]) -> dict[str, A
     declared = params.get("cop_base")
     if zero and four:
         raise DataPrepError(
-            f"MedMCQA cop is ambiguous: {zero} rows have cop 0 (0-based, the hub copy) and {four} have cop 4 "
+            f"MedMCQA cop is ambiguous: {zero} row(s) have cop 0 (0-based, the hub copy) and {four} have cop 4 "
             "(1-based, the original release); split the file by origin"
         )
     if declared is not None:
@@ -228,9 +228,9 @@ def probe_medmcqa(rows: Iterable[Any], params: Mapping[str, Any]) -> dict[str, A
             )
         return {"cop_base": declared, "cop_evidence": f"set in the mix ({sum(seen.values())} rows)"}
     if zero:
-        return {"cop_base": 0, "cop_evidence": f"0-based (hub copy): cop 0 seen in {zero} rows, never 4"}
+        return {"cop_base": 0, "cop_evidence": f"0-based (hub copy): cop 0 seen in {zero} row(s), never 4"}
     if four:
-        return {"cop_base": 1, "cop_evidence": f"1-based (original release): cop 4 seen in {four} rows, never 0"}
+        return {"cop_base": 1, "cop_evidence": f"1-based (original release): cop 4 seen in {four} row(s), never 0"}
     raise DataPrepError(
         "cannot tell whether MedMCQA cop is 0-based (hub copy) or 1-based (original release): "
         "no row has cop 0 or 4; set cop_base: 0 or 1 for this source in the mix"
@@ -394,7 +394,8 @@ def convert_qa_jsonl(row: Any, ctx: SourceContext) -> Record:
 @rejects
 def convert_chat_jsonl(row: Any, ctx: SourceContext) -> Record:
     """Multi-turn chats: {messages: [{role, content}]}, an optional first system message, then
-    user/assistant turns alternating, starting with the user and ending with the assistant."""
+    user/assistant turns alternating, starting with the user and ending with the assistant.
+    The language is the first user turn's; later turns may switch script and are kept as written."""
     row = _object(row)
     turns = row.get("messages")
     if not isinstance(turns, list) or not turns:
@@ -416,7 +417,7 @@ def convert_chat_jsonl(row: Any, ctx: SourceContext) -> Record:
     if messages[-1]["role"] != "assistant":
         raise RowError("bad_messages", "the last message must be the assistant's")
     users = [m["content"] for m in messages if m["role"] == "user"]
-    language = _language(ctx, "\n".join(users))
+    language = _language(ctx, users[0], "\n".join(users))  # the language the conversation opens in
     return Record(
         task="chat",
         language=language,
