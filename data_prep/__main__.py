@@ -124,10 +124,10 @@ def _print_summary(built) -> None:
     console = Console(width=max(120, Console().width))
     console.print(table)
     c, t, r = m["counts"], m["tokens"], m["ratio"]
-    console.print(
-        f"train {c['train']}, val {c['val']} | tokens {t['total']:,} ({m['tokenizer']['name']}) | "
-        f"ar:en {r['records'].get('as_ar_to_en', 'n/a')} by records, {r['tokens'].get('as_ar_to_en', 'n/a')} by tokens"
-    )
+    ratio = ""
+    if "as_ar_to_en" in r["records"]:
+        ratio = f" | ar:en {r['records']['as_ar_to_en']} by records, {r['tokens']['as_ar_to_en']} by tokens"
+    console.print(f"train {c['train']}, val {c['val']} | tokens {t['total']:,} ({m['tokenizer']['name']}){ratio}")
     rejected = sum(row["rejected"] for row in built.table)
     if rejected:
         console.print(

@@ -102,7 +102,6 @@ class Analysed:
     bands: np.ndarray
     contaminated: np.ndarray
     eval_item: np.ndarray
-    coverage: np.ndarray
     language: np.ndarray
     task: np.ndarray
     tokens: np.ndarray
@@ -171,17 +170,16 @@ def analyse(job_index: int, rows: list[tuple[int, Any]]) -> Analysed:
         bands[at] = state.minhasher.band_keys(state.minhasher.signatures(words, exact[at]), salts)
     contaminated = np.zeros(n, dtype=bool)
     eval_item = np.full(n, -1, dtype=np.int32)
-    coverage = np.zeros(n, dtype=np.float32)
     if state.eval is not None and records:
         mine = both.owner % 2 == 0
         owner = both.owner[mine] // 2
         probe = Words(both.hashes[mine], owner, np.searchsorted(owner, np.arange(len(records) + 1)))
         for k in np.nonzero(state.eval.index.hits(probe))[0]:
             share, item = state.eval.index.coverage(probe, int(k))
-            coverage[at[k]], eval_item[at[k]] = share, item
-            contaminated[at[k]] = share > 0 and share >= state.min_coverage
+            if share > 0 and share >= state.min_coverage:
+                contaminated[at[k]], eval_item[at[k]] = True, item
     return Analysed(
-        n, ok, id64, exact, bands, contaminated, eval_item, coverage, language, task, tokens, chars, length,
+        n, ok, id64, exact, bands, contaminated, eval_item, language, task, tokens, chars, length,
         b"".join(lines), rejects,
     )  # fmt: skip
 

@@ -11,13 +11,16 @@ from collections import Counter
 import datasets
 import jinja2.ext  # noqa: F401  (bimedix.chat.render needs it imported; see data_prep/README.md)
 import pytest
-from conftest import EVAL_INDEX, MIXES, SAMPLES
 
 from bimedix.chat import render
 from bimedix.paths import ROOT
 from data_prep.build import build_variant
 from data_prep.config import load_mix, load_settings
 from data_prep.records import OUTPUT_KEYS, DataPrepError
+
+MIXES = ROOT / "data_prep" / "mixes"
+SAMPLES = ROOT / "data_prep" / "samples"
+EVAL_INDEX = ROOT / "tests" / "data_prep" / "fixtures" / "eval" / "index.yaml"
 
 # (read, written, rejected, exact duplicates, near duplicates, decontaminated, sampled out) per source
 GOLDEN = {

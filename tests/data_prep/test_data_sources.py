@@ -346,3 +346,25 @@ def test_mix_paths_are_relative_to_the_mix_and_may_use_variables_and_globs(tmp_p
     assert source_files(mix.sources[1], mix)[0].path == tmp_path / "raw" / "a_test.csv"
     with pytest.raises(DataPrepError, match=r"uses \$NOT_SET, which is not set"):
         source_files(mix.sources[2], mix)
+
+
+MIX_FILES = sorted((Path(__file__).resolve().parents[2] / "data_prep").glob("mixes/**/*.yaml"))
+
+
+@pytest.mark.parametrize("path", MIX_FILES, ids=lambda p: p.name)
+def test_every_shipped_mix_loads(path):
+    mix = load_mix(path)
+    assert mix.sources and len({s.name for s in mix.sources}) == len(mix.sources)
+
+
+def test_a_hub_entry_may_name_a_local_dataset_folder(tmp_path):
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "train.jsonl").write_text(json.dumps(MEDQA) + "\n")
+    path = tmp_path / "mix.yaml"
+    path.write_text(
+        "name: m\nsources:\n  - {name: a, format: medqa, hub: copy}\n  - {name: b, format: medqa, hub: owner/name, split: dev}\n"
+    )
+    mix = load_mix(path)
+    local, remote = source_files(mix.sources[0], mix)[0], source_files(mix.sources[1], mix)[0]
+    assert local.hub == str(tmp_path / "copy") and local.path is None
+    assert (remote.hub, remote.split, remote.label) == ("owner/name", "dev", "hf://owner/name[dev]")
