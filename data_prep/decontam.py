@@ -1,7 +1,9 @@
 """The evaluation items to decontaminate against, read from eval_tasks' index with our converters.
 
 The index is a YAML list of `{task, language, path, format}` (path relative to the index's
-folder, format one of the SOURCES names). Each file is read with the same reader and converter
+folder, format one of the SOURCES names), with eval_tasks' optional keys: `cop_base` is used;
+`rows`, `where` and `ids` (which select the test rows inside a file) are not, so the whole file
+is decontaminated against, a superset of what is scored. Each file is read with the same reader and converter
 as training data, so a question and its options are extracted identically on both sides; the
 n-grams of `Record.probe_text` (question + options) go into one `NgramIndex`.
 """
@@ -28,6 +30,10 @@ class EvalEntry:
     language: str
     path: str
     format: str
+    cop_base: int | None = None
+    rows: tuple[int, ...] | None = None
+    where: dict[str, str] | None = None
+    ids: str | None = None
 
 
 @dataclass
@@ -86,10 +92,14 @@ def load_eval_index(path: Path, *, ngram: int = 13, min_arabic_share: float = 0.
         rows = [(line, decode(payload)) for line, payload in iter_rows(fmt.reader, source)]
         params = {}
         if fmt.probe is not None:
+            declared = {} if entry.cop_base is None else {"cop_base": entry.cop_base}
             try:
-                params = fmt.probe((row for _, row in rows), {})
+                params = fmt.probe((row for _, row in rows), declared)
             except DataPrepError as err:
-                raise DataPrepError(f"{source.label}: {err}") from None
+                if declared or "cannot tell" not in str(err):
+                    raise DataPrepError(f"{source.label}: {err}") from None
+                # Only the question and options are compared, never the label: either base will do.
+                params = {"cop_base": 1, "cop_evidence": "undecided (only 1..3 seen); labels are not compared"}
         # language=None: an item is compared whatever its script, so nothing escapes decontamination
         ctx = SourceContext(source=entry.task, params=params, min_arabic_share=min_arabic_share)
         codes: Counter[str] = Counter()

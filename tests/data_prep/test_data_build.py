@@ -358,3 +358,11 @@ def test_cli_convert_accounts_for_every_row(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "read 8, written 1" in result.stdout and "rejected 7" in result.stdout
     assert len((tmp_path / "x.jsonl").read_text().splitlines()) == 7
+
+
+def test_the_eval_stage_index_is_what_make_data_decontaminates_against():
+    from data_prep.decontam import load_eval_index
+
+    index = load_eval_index(ROOT / "eval_tasks" / "sample_data" / "index.yaml")
+    assert len(index.entries) == 18 and all(e["items"] > 0 and e["rejected"] == 0 for e in index.entries)
+    assert {e["task"] for e in index.entries} >= {"bimedix_en_medmcqa", "bimedix_ar_pubmedqa"}
