@@ -107,22 +107,18 @@ def check_tasks(names: tuple[str, ...], manager) -> list[str]:
 
 @contextlib.contextmanager
 def _api_endpoint(opts: RunOptions) -> Iterator[str]:
-    """The OpenAI base URL: API_URL when given, else a FastChat stack started for the model (serve/stack.py)."""
+    """The OpenAI base URL: API_URL when given, else a FastChat stack started for the model and adapter."""
     if opts.api_url:
         yield opts.api_url
         return
+    from serve.config import ServeError
+    from serve.stack import ServeStack
+
     try:
-        from serve import stack  # provided by the serve stage
-    except ImportError:
-        raise RunError(
-            "backend api: give API_URL=http://127.0.0.1:PORT/v1 of a running FastChat OpenAI API server "
-            "(serve/stack.py, which would start one, is not in this checkout)"
-        ) from None
-    serving = getattr(stack, "serving", None)
-    if serving is None:
-        raise RunError("backend api: serve/stack.py has no serving(model_dir) context manager; give API_URL instead")
-    with serving(opts.model) as base_url:
-        yield base_url
+        with ServeStack(opts.model, adapter=opts.adapter or None) as served:
+            yield served.api_base
+    except ServeError as err:
+        raise RunError(f"backend api: {err}") from None
 
 
 def _git_commit() -> str | None:

@@ -86,6 +86,9 @@ def _json_response(status: int, body: dict):
     return status, headers, payload
 
 
+_DRAIN_FACTOR = 8  # bodies up to 8x the limit are read and dropped before the 413 (see _refuse_too_large)
+
+
 class Guard:
     """ASGI middleware: the API key on every path, and a bound on the request body."""
 
@@ -109,6 +112,20 @@ class Guard:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
+    async def _refuse_too_large(self, receive, send, body: dict, *, declared: int = 0, more: bool = True) -> None:
+        """413. A client that writes its whole body before reading (urllib, requests) sees a
+        connection reset instead of the 413 if the server answers mid-upload and closes, so a body
+        up to _DRAIN_FACTOR times the limit is read and dropped first; a larger one is cut off."""
+        if declared <= self.max_bytes * _DRAIN_FACTOR:
+            drained = 0
+            while more and drained <= self.max_bytes * _DRAIN_FACTOR:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                drained += len(message.get("body", b""))
+                more = message.get("more_body", False)
+        await self._send(send, 413, body)
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
@@ -122,7 +139,7 @@ class Guard:
                                "type": "invalid_request_error", "code": "request_too_large"}}  # fmt: skip
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._send(send, 413, too_large)
+            return await self._refuse_too_large(receive, send, too_large, declared=int(declared))
         # Read the whole body under the bound (chunked uploads declare no length), then replay it.
         chunks, size, more = [], 0, True
         while more:
@@ -131,9 +148,9 @@ class Guard:
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_bytes:
-                return await self._send(send, 413, too_large)
             more = message.get("more_body", False)
+            if size > self.max_bytes:
+                return await self._refuse_too_large(receive, send, too_large, more=more)
         body = b"".join(chunks)
         replayed = False
 

@@ -1,0 +1,70 @@
+"""The one record schema every source converts into, and the row written for Axolotl.
+
+A converter returns a `Record` (in memory) or a `Reject`. The build adds the parts that depend
+on the run (source name, split, provenance) and writes `output_row(...)`: every row of every
+output file has exactly the keys of OUTPUT_KEYS with the same JSON types, because
+`datasets.load_dataset("json")` (what Axolotl uses) infers one Arrow schema per file. Anything
+whose shape varies (options, labels, source ids) goes into `metadata`, a JSON-encoded string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import xxhash
+
+TASKS = ("mcqa", "qa", "chat")
+LANGUAGES = ("en", "ar")
+SPLITS = ("train", "val")
+OUTPUT_KEYS = ("id", "source", "format", "language", "task", "split", "messages", "metadata", "provenance")
+
+
+class DataPrepError(Exception):
+    """A problem the user must fix (missing file, unknown format, bad mix...): one line, no traceback."""
+
+
+class RowError(ValueError):
+    """Raised inside a converter; becomes a Reject with this code and message."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    code: str  # a short category, counted in the manifest: missing_field, invalid_json, ...
+    reason: str  # one line for a person: what is wrong, naming the field
+
+
+@dataclass(slots=True)
+class Record:
+    task: str  # "mcqa" | "qa" | "chat"
+    language: str  # "en" | "ar" (detected from the script of the question)
+    messages: list[dict[str, str]]  # [{role, content}]: optional system, then user/assistant turns
+    probe_text: str  # compared with evaluation items for decontamination: question + options (user turns)
+    extra_text: str  # compared for duplicates after probe_text: context, answers, assistant turns
+    metadata: dict[str, Any] = field(default_factory=dict)  # options, label, subject, source id...
+
+
+def record_id(messages: list[dict[str, str]]) -> str:
+    """Stable content hash of the conversation: same messages, same id, in every run and process."""
+    return xxhash.xxh3_128_hexdigest(orjson.dumps(messages))
+
+
+def output_row(record: Record, *, id: str, source: str, format: str, split: str, file: str, line: int) -> dict:
+    """The JSON object written for one record; keys and types are the same for every row."""
+    return {
+        "id": id,
+        "source": source,
+        "format": format,
+        "language": record.language,
+        "task": record.task,
+        "split": split,
+        "messages": record.messages,
+        "metadata": orjson.dumps(record.metadata, option=orjson.OPT_SORT_KEYS).decode(),
+        "provenance": {"file": file, "line": line},
+    }
