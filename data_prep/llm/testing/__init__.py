@@ -1,0 +1,1 @@
+"""Test tooling for the LLM stages: a fault-injection OpenAI-compatible server with deterministic replies."""
