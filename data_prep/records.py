@@ -48,6 +48,9 @@ class Record:
     probe_text: str  # compared with evaluation items for decontamination: question + options (user turns)
     extra_text: str  # compared for duplicates after probe_text: context, answers, assistant turns
     metadata: dict[str, Any] = field(default_factory=dict)  # options, label, subject, source id...
+    # The structured texts (question, context, explanation / answer) for stages that work field by
+    # field, such as the LLM translation stage; never written to the output.
+    parts: dict[str, str] = field(default_factory=dict)
 
 
 def record_id(messages: list[dict[str, str]]) -> str:

@@ -131,11 +131,12 @@ def mcqa_record(
     if not 2 <= len(options) <= len(OPTION_LETTERS["en"]):
         raise RowError("option_count", f"{len(options)} options; 2 to {len(OPTION_LETTERS['en'])} are supported")
     language = _language(ctx, question, " ".join(options))
-    explanation = explanation if ctx.explanations else None
+    source_explanation, explanation = explanation, (explanation if ctx.explanations else None)
     user, assistant, phrasing = ctx.prompts.render_mcqa(
         language, question, options, answer, context=context, explanation=explanation, seed=ctx.seed
     )
     letters = OPTION_LETTERS[language]
+    parts = {"question": question, "context": context or "", "explanation": source_explanation or ""}
     return Record(
         task="mcqa",
         language=language,
@@ -151,6 +152,7 @@ def mcqa_record(
             "subject": ctx.subject,
             **(metadata or {}),
         },
+        parts=parts,
     )
 
 
@@ -166,6 +168,7 @@ def qa_record(
         probe_text=question,
         extra_text="\n".join([context or "", answer]),
         metadata={"subject": ctx.subject, **(metadata or {})},
+        parts={"question": question, "answer": answer, "context": context or ""},
     )
 
 

@@ -16,7 +16,9 @@ from data_prep.llm.errors import EndpointFatal
 
 # The heavy imports (openai, pandas, sacrebleu) happen inside the commands, after the cheap checks,
 # so a missing endpoint or input is reported at once.
-FORMATS = ("chat_jsonl", "mcq_json", "qa_jsonl")
+# The exchange formats, then the original source formats read through data_prep's converters
+# (data_prep/llm/records.py; a test keeps this list equal to records.FORMATS).
+FORMATS = ("mcq_json", "qa_jsonl", "chat_jsonl", "medqa", "medmcqa", "pubmedqa", "mmlu_csv")
 
 DEFAULT_CACHE = DATA_DIR / "llm" / "cache.sqlite"
 

@@ -1,15 +1,19 @@
 """The items this stage works on (MCQ, open QA, chat), read from and written to the data stage's formats.
 
-TEMPORARY READERS: until data_prep's own converters land on main, this module reads the three
-formats the LLM stages need, in the shapes the data stage names them:
-- `mcq_json`: the normalised MCQ shape, a JSON array or JSON lines of
-  {question, options "(A) ..\\n(B) ..", answer "(A)", context?, source?, id?, explanation?, language?}
-  (options may also be a list or an {"A": ..} mapping; answer a letter with or without brackets);
-- `qa_jsonl`: JSON lines of {question, answer, id?, language?};
-- `chat_jsonl`: JSON lines of {messages: [{role, content}, ...], id?, language?}.
-Outputs are written in the same three formats, so the data stage reads them as ordinary sources;
-every output row also carries `id`, `language` and `provenance` (a mapping), which readers of these
-formats keep or ignore.
+Two kinds of input:
+- the data stage's exchange formats, read here field for field because they carry what the
+  training converters drop (`id`, `explanation`, `source`, and the `provenance` of an earlier run):
+  - `mcq_json`: the normalised MCQ shape, a JSON array or JSON lines of
+    {question, options "(A) ..\\n(B) ..", answer "(A)", context?, source?, id?, explanation?, language?}
+    (options may also be a list or an {"A": ..} mapping; answer a letter with or without brackets);
+  - `qa_jsonl`: JSON lines of {question, answer, id?, language?};
+  - `chat_jsonl`: JSON lines of {messages: [{role, content}, ...], id?, language?};
+- a source in its ORIGINAL format (`medqa`, `medmcqa`, `pubmedqa`, `mmlu_csv`), read with
+  data_prep's own reader, probe and converter (so its normalisation and rejects), then taken
+  apart again from the record's structured parts.
+Outputs are written in the three exchange formats, so the data stage reads them as ordinary
+sources; every output row also carries `id`, `language` and `provenance` (a mapping), which
+readers of these formats keep or ignore.
 
 Reading never stops at a bad row: it yields a Reject naming the file, the line and the field.
 """
@@ -241,6 +245,11 @@ def parse_chat(row: dict) -> Chat:
 
 
 PARSERS = {"mcq_json": parse_mcq, "qa_jsonl": parse_qa, "chat_jsonl": parse_chat}
+# Original source formats, read through data_prep (data_prep/sources.py).
+ORIGINAL_FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu_csv")
+FORMATS = (*PARSERS, *ORIGINAL_FORMATS)
+# An item's row (Item.to_row, as the ledger stores it) is read back by its kind, whatever the input format.
+PARSE_KIND = {"mcq": parse_mcq, "qa": parse_qa, "chat": parse_chat}
 
 
 def _raw_rows(path: Path) -> Iterator[tuple[int, object]]:
@@ -286,11 +295,71 @@ def count_rows(path: str | Path) -> int | None:
         return sum(1 for line in handle if line.strip())
 
 
+def _item_from_record(record, fmt: str, number: int) -> Item:
+    """An MCQ or QA item from a data_prep Record (its structured parts and metadata)."""
+    parts, meta = record.parts, record.metadata
+    raw = "\n".join([parts.get("context", ""), parts["question"], *meta.get("options", []), parts.get("answer", "")])
+    item_id = f"{fmt}-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+    if record.task == "mcqa":
+        return MCQ(
+            item_id,
+            parts["question"],
+            list(meta["options"]),
+            int(meta["label"]),
+            parts.get("context", ""),
+            parts.get("explanation", ""),
+            record.language,
+            fmt,
+        )
+    # Open QA with a context (PubMedQA's unlabelled set): the context goes first, as in data_prep's QA prompt.
+    question = "\n\n".join(t for t in (parts.get("context", ""), parts["question"]) if t)
+    return QA(item_id, question, parts["answer"], record.language)
+
+
+def _original_rows(path: Path, fmt: str) -> Iterator[tuple[int, object]]:
+    """(line, Item or RecordError) for a source in its original format, through data_prep's converter."""
+    from data_prep.readers import SourceFile, decode, iter_rows
+    from data_prep.records import DataPrepError
+    from data_prep.records import Reject as SourceReject
+    from data_prep.sources import SourceContext, get_format
+
+    source = get_format(fmt)
+    rows = [(line, decode(payload)) for line, payload in iter_rows(source.reader, SourceFile(str(path), path=path))]
+    params = {}
+    if source.probe is not None:
+        try:
+            params = source.probe((row for _, row in rows), {})
+        except DataPrepError as err:
+            raise ValueError(f"{path}: {err}") from None
+    subject = path.stem
+    for split in ("_test", "_dev", "_val", "_train"):
+        subject = subject.removesuffix(split)
+    ctx = SourceContext(source=fmt, subject=subject if fmt == "mmlu_csv" else None, params=params)
+    for line, row in rows:
+        result = row if isinstance(row, SourceReject) else source.convert(row, ctx)
+        if isinstance(result, SourceReject):
+            yield line, RecordError(f"{result.reason} ({result.code})")
+        else:
+            yield line, _item_from_record(result, fmt, line)
+
+
 def read_items(path: str | Path, fmt: str) -> Iterator[tuple[str, Item | Reject]]:
     """("file:line", item) for each row of `path` in format `fmt`; a Reject for each unusable row."""
     path = Path(path)
-    if fmt not in PARSERS:
-        raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(sorted(PARSERS))}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt in ORIGINAL_FORMATS:
+        seen_original: dict[str, str] = {}
+        for number, item in _original_rows(path, fmt):
+            where = f"{path}:{number}"
+            if isinstance(item, RecordError):
+                yield where, Reject(where, str(item))
+            elif item.id in seen_original:
+                yield where, Reject(where, f"duplicate item {item.id!r} (first at {seen_original[item.id]})", item.id)
+            else:
+                seen_original[item.id] = where
+                yield where, item
+        return
     parser = PARSERS[fmt]
     seen: dict[str, str] = {}
     for number, row in _raw_rows(path):

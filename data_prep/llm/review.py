@@ -29,7 +29,7 @@ import pandas as pd
 
 from data_prep.llm.files import json_line, read_jsonl, sha256_file, sha256_text, write_if_changed
 from data_prep.llm.protect import PLACEHOLDER
-from data_prep.llm.records import PARSERS
+from data_prep.llm.records import PARSE_KIND
 from data_prep.llm.text import numbers
 
 REVIEW_COLUMNS = [
@@ -134,7 +134,6 @@ def build_outputs(run_dir: Path) -> dict:
     """translated.jsonl and manifest.json from the ledger and the reviews; unchanged files are not rewritten."""
     run = load_run(run_dir)
     reviews = load_reviews(run_dir)
-    parse = PARSERS[run["format"]]
     keep_unverified = bool(run.get("keep_unverified"))
     lines: dict[str, list[str]] = {OUTPUT: [], UNVERIFIED: []}
     statuses: Counter = Counter()
@@ -145,7 +144,7 @@ def build_outputs(run_dir: Path) -> dict:
         stale += state.stale
         if state.status not in ("machine", "reviewed", "edited", "unverified"):
             continue
-        item = parse(row["item"]).with_segments(state.texts, "ar")
+        item = PARSE_KIND[row["kind"]](row["item"]).with_segments(state.texts, "ar")
         out = item.to_row()
         out["id"] = f"{row['id']}-ar"
         provenance = {

@@ -316,7 +316,11 @@ async def run_synthesis(run: SynthesizeRun, settings: Settings, endpoint: Endpoi
                 if isinstance(item, Reject):
                     return item
                 if not isinstance(item, MCQ):
-                    return Reject(where, "chat synthesis takes MCQ items (format mcq_json)", item.id)
+                    return Reject(
+                        where,
+                        "chat synthesis takes MCQ items (mcq_json, medqa, medmcqa, pubmedqa labelled, mmlu_csv)",
+                        item.id,
+                    )
                 if item.language != "en":
                     return Reject(
                         where,

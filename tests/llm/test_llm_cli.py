@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FIXTURES
 
 from bimedix.paths import ROOT
 from data_prep.llm.__main__ import main
+
+# Not `from conftest import`: with several tests/*/conftest.py the name `conftest` is ambiguous.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 NO_ENDPOINT = {k: v for k, v in os.environ.items() if not k.startswith("BIMEDIX_LLM_")}
 

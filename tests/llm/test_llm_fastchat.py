@@ -9,14 +9,17 @@ the cache answering a second run, every item accounted for.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
-from conftest import FIXTURES
 
 from data_prep.llm.__main__ import main
 from data_prep.llm.config import SETTINGS_FILE
 from data_prep.llm.records import parse_chat, parse_mcq
 from serve.stack import ServeStack
+
+# Not `from conftest import`: with several tests/*/conftest.py the name `conftest` is ambiguous.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 ITEMS = 2
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FIXTURES
 
 from data_prep.llm.review import ReviewError, export_queue, import_reviews
 from data_prep.llm.testing.fake_server import FakeServer
 from data_prep.llm.translate import TranslateRun, run_translation
+
+# Not `from conftest import`: with several tests/*/conftest.py the name `conftest` is ambiguous.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # A reviewer's Arabic: diacritics, tatweel, an RTL mark and Arabic-Indic digits, kept byte for byte.
 EDIT = "\u200fرجلٌ عمره ٤٠ عامًا يعانـــي من ألمٍ شديد في الرضفة منذ الصباح. ما أفضل علاج؟"

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
 
 from data_prep.llm.records import MCQ, parse_chat
 from data_prep.llm.synthesize import ChatValidator, SynthesizeRun, coverage, parse_turns, run_synthesis
 from data_prep.llm.testing.fake_server import FakeServer
+
+# Not `from conftest import`: with several tests/*/conftest.py the name `conftest` is ambiguous.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 ITEM = MCQ(
     "m-1",

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
 
 from data_prep.llm.records import parse_chat, parse_mcq, parse_qa
 from data_prep.llm.testing.fake_server import FakeServer
 from data_prep.llm.translate import TranslateRun, run_translation
+
+# Not `from conftest import`: with several tests/*/conftest.py the name `conftest` is ambiguous.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def translate(server, endpoint_for, settings, tmp_path, source="mcq_small.jsonl", fmt="mcq_json", **options):
