@@ -5,7 +5,7 @@
 DEMO_FORCE ?=
 DEMO = @$(TEST_ENV) $(PY) -m bimedix.demo --tiny-model $(TINY_MODEL) $(if $(filter-out 0 no false,$(DEMO_FORCE)),--force)
 
-.PHONY: demo demo-setup demo-teacher demo-data demo-train demo-eval demo-serve demo-stop demo-status demo-clean
+.PHONY: demo demo-setup demo-teacher demo-data demo-train demo-eval demo-serve demo-stop demo-status demo-clean bench-demo
 demo: env env-serve ## The whole recipe at toy scale: setup, teacher, data, train, eval, serve (stops the teacher at the end)
 	$(DEMO) all
 
@@ -35,3 +35,6 @@ demo-status: env ## Which demo steps are up to date, and whether the teacher run
 
 demo-clean: env ## Stop the teacher and remove the demo's outputs (data/demo, outputs/demo, results/demo, logs/demo)
 	$(DEMO) clean
+
+bench-demo: env env-serve ## Time the demo cold (removes the demo's outputs and the tiny model first) and warm
+	@$(TEST_ENV) $(PY) benchmarks/bench_demo.py --tiny-model $(TINY_MODEL)
