@@ -40,13 +40,13 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from bimedix.envs import ENVS
 from bimedix.paths import ROOT, TINY_MODEL_DIR
+
+if TYPE_CHECKING:  # the package stays importable by the system Python: third-party imports are lazy
+    from rich.console import Console
 
 CONFIG_FILE = Path(__file__).resolve().parent / "demo.yaml"
 ORDER = ("setup", "teacher", "data", "train", "eval", "serve")
@@ -102,6 +102,8 @@ def at_root(path: str | Path) -> Path:
 # ------------------------------------------------------------------------------------------ settings
 def load_config(path: Path = CONFIG_FILE, tiny_model: Path | str = TINY_MODEL_DIR) -> dict:
     """bimedix/demo.yaml with `{tiny_model}` replaced; a problem is one line naming the file and key."""
+    import yaml
+
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -870,6 +872,8 @@ class Demo:
             self.say(f"  {step:<8} {'up to date' if fresh.fresh else 'to run'}: {fresh.reason}")
 
     def summary(self, total_s: float) -> None:
+        from rich.table import Table
+
         table = Table(title=None, show_edge=False, pad_edge=False, box=None)
         for column in ("step", "status", "seconds", "where"):
             table.add_column(column, justify="right" if column == "seconds" else "left")
@@ -988,6 +992,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny-model", default=str(TINY_MODEL_DIR), help="the tiny model's folder (make: TINY_MODEL)")
     parser.add_argument("--config", default=str(CONFIG_FILE), help="the demo's settings (default: bimedix/demo.yaml)")
     args = parser.parse_args(argv)
+    from rich.console import Console
+
     console = Console(highlight=False, soft_wrap=True)
     try:
         config = load_config(Path(args.config), args.tiny_model)
