@@ -27,6 +27,7 @@ import sys
 import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,12 +194,20 @@ def _init_worker() -> None:
 
 
 class Runner:
+    """Batches in forked worker processes, results in submission order, a bounded number in flight.
+
+    concurrent.futures rather than multiprocessing.Pool: `Pool.terminate()` after a failure (a
+    `--strict` reject raised while batches were in flight) deadlocked now and then (an idle worker
+    holds the task queue's lock while it waits); the executor cancels what has not started, waits
+    for the few batches running, and survives a worker that dies."""
+
     def __init__(self, state: State, workers: int):
         global _STATE
         _STATE = state
         self.pool = None
         if workers > 1:
-            self.pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
+            context = multiprocessing.get_context("fork")  # the workers inherit _STATE
+            self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
         self.max_pending = 2 * workers + 2
 
     def map(self, fn: Callable, items: Iterator[tuple]) -> Iterator[tuple[tuple, Any]]:
@@ -208,22 +217,18 @@ class Runner:
             return
         pending: deque = deque()
         for item in items:
-            pending.append((item, self.pool.apply_async(fn, item)))
+            pending.append((item, self.pool.submit(fn, *item)))
             if len(pending) >= self.max_pending:
-                head, result = pending.popleft()
-                yield head, result.get()
+                head, future = pending.popleft()
+                yield head, future.result()
         while pending:
-            head, result = pending.popleft()
-            yield head, result.get()
+            head, future = pending.popleft()
+            yield head, future.result()
 
     def close(self, ok: bool) -> None:
         global _STATE
         if self.pool is not None:
-            if ok:
-                self.pool.close()
-            else:
-                self.pool.terminate()
-            self.pool.join()
+            self.pool.shutdown(wait=True, cancel_futures=not ok)
         _STATE = None
 
 
