@@ -295,7 +295,7 @@ def count_rows(path: str | Path) -> int | None:
         return sum(1 for line in handle if line.strip())
 
 
-def _item_from_record(record, fmt: str, number: int) -> Item:
+def _item_from_record(record, fmt: str) -> Item:
     """An MCQ or QA item from a data_prep Record (its structured parts and metadata)."""
     parts, meta = record.parts, record.metadata
     raw = "\n".join([parts.get("context", ""), parts["question"], *meta.get("options", []), parts.get("answer", "")])
@@ -324,13 +324,12 @@ def _original_rows(path: Path, fmt: str) -> Iterator[tuple[int, object]]:
     from data_prep.sources import SourceContext, get_format
 
     source = get_format(fmt)
-    rows = [(line, decode(payload)) for line, payload in iter_rows(source.reader, SourceFile(str(path), path=path))]
-    params = {}
-    if source.probe is not None:
-        try:
-            params = source.probe((row for _, row in rows), {})
-        except DataPrepError as err:
-            raise ValueError(f"{path}: {err}") from None
+    try:  # a whole-file problem (a JSON document that does not parse, an undecidable MedMCQA cop) is one line
+        rows = [(line, decode(payload)) for line, payload in iter_rows(source.reader, SourceFile(str(path), path=path))]
+        params = source.probe((row for _, row in rows), {}) if source.probe is not None else {}
+    except DataPrepError as err:
+        message = str(err)
+        raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
     subject = path.stem
     for split in ("_test", "_dev", "_val", "_train"):
         subject = subject.removesuffix(split)
@@ -340,7 +339,7 @@ def _original_rows(path: Path, fmt: str) -> Iterator[tuple[int, object]]:
         if isinstance(result, SourceReject):
             yield line, RecordError(f"{result.reason} ({result.code})")
         else:
-            yield line, _item_from_record(result, fmt, line)
+            yield line, _item_from_record(result, fmt)
 
 
 def read_items(path: str | Path, fmt: str) -> Iterator[tuple[str, Item | Reject]]:

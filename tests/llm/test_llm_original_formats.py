@@ -74,3 +74,10 @@ def test_a_medqa_file_translates_to_mcq_json_that_the_data_stage_reads(fake_serv
     for _, payload in rows:
         record = SOURCES["mcq_json"].convert(decode(payload), SourceContext(language="ar"))
         assert record.task == "mcqa" and record.language == "ar", record
+
+
+def test_a_broken_original_file_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "ori_pqal.json"
+    path.write_text('{"123": {"QUESTION": "q?",')
+    with pytest.raises(ValueError, match=r"ori_pqal\.json"):
+        list(read_items(path, "pubmedqa"))
