@@ -53,10 +53,24 @@ def test_up_refuses_a_public_api_without_keys_before_starting_anything(tiny_mode
     assert not list(tmp_path.iterdir())  # nothing was started
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_up(*args: str) -> tuple[subprocess.Popen, str]:
     """`python -m serve up ...` in the background, read until it says it is ready."""
     command = [sys.executable, "-m", "serve", "up", *args]
-    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # A shell's background job (`cmd &` without job control, nohup) starts with SIGINT ignored, and
+        # Python then installs no KeyboardInterrupt handler: give `up` the Ctrl-C a terminal would.
+        preexec_fn=_default_sigint,
+    )
     lines, deadline = [], time.monotonic() + 240
     while time.monotonic() < deadline:
         line = process.stdout.readline()
