@@ -92,14 +92,12 @@ def load_eval_index(path: Path, *, ngram: int = 13, min_arabic_share: float = 0.
         rows = [(line, decode(payload)) for line, payload in iter_rows(fmt.reader, source)]
         params = {}
         if fmt.probe is not None:
-            declared = {} if entry.cop_base is None else {"cop_base": entry.cop_base}
+            # Only the question and options are compared, never the label: an undecided base will do.
+            declared = {"cop_base": entry.cop_base, "undecided_base": 1}
             try:
                 params = fmt.probe((row for _, row in rows), declared)
             except DataPrepError as err:
-                if declared or "cannot tell" not in str(err):
-                    raise DataPrepError(f"{source.label}: {err}") from None
-                # Only the question and options are compared, never the label: either base will do.
-                params = {"cop_base": 1, "cop_evidence": "undecided (only 1..3 seen); labels are not compared"}
+                raise DataPrepError(f"{source.label}: {err}") from None
         # language=None: an item is compared whatever its script, so nothing escapes decontamination
         ctx = SourceContext(source=entry.task, params=params, min_arabic_share=min_arabic_share)
         codes: Counter[str] = Counter()

@@ -215,6 +215,7 @@ def probe_medmcqa(rows: Iterable[Any], params: Mapping[str, Any]) -> dict[str, A
 
     cop 0 only exists 0-based and cop 4 only 1-based; a file with both is a mix of the two and is
     refused, and one with neither (only 1..3) cannot be told apart: set `cop_base` in the mix.
+    A caller that never looks at the label (decontamination) passes `undecided_base` to use then.
     """
     seen = Counter(_cop(row.get("cop")) for row in rows if isinstance(row, dict))
     zero, four = seen.get(0, 0), seen.get(4, 0)
@@ -234,6 +235,9 @@ def probe_medmcqa(rows: Iterable[Any], params: Mapping[str, Any]) -> dict[str, A
         return {"cop_base": 0, "cop_evidence": f"0-based (hub copy): cop 0 seen in {zero} row(s), never 4"}
     if four:
         return {"cop_base": 1, "cop_evidence": f"1-based (original release): cop 4 seen in {four} row(s), never 0"}
+    if params.get("undecided_base") is not None:
+        base = params["undecided_base"]
+        return {"cop_base": base, "cop_evidence": f"undecided (only cop 1..3 seen); {base} assumed, labels unused"}
     raise DataPrepError(
         "cannot tell whether MedMCQA cop is 0-based (hub copy) or 1-based (original release): "
         "no row has cop 0 or 4; set cop_base: 0 or 1 for this source in the mix"

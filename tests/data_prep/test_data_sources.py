@@ -101,6 +101,13 @@ def test_medmcqa_probe_detects_and_refuses(cops, declared, result):
             probe_medmcqa(rows, params)
 
 
+def test_medmcqa_probe_uses_the_undecided_base_only_when_the_file_cannot_tell():
+    """Decontamination compares questions, not labels: it passes undecided_base instead of failing."""
+    undecided = probe_medmcqa([{"cop": c} for c in (1, 2, 3)], {"undecided_base": 1})
+    assert undecided["cop_base"] == 1 and "undecided" in undecided["cop_evidence"]
+    assert probe_medmcqa([{"cop": 0}], {"undecided_base": 1})["cop_base"] == 0  # the evidence still wins
+
+
 PQAL = {"QUESTION": "Does early mobilisation shorten hospital stay?", "CONTEXTS": ["Background.", "Results."],
         "final_decision": "yes", "LONG_ANSWER": "It did, by two days.", "_key": "90000005"}  # fmt: skip
 
