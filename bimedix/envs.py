@@ -239,16 +239,20 @@ def torch_is_cuda_build(python: Path) -> bool:
     return any(_CUDA_NAME.match(name) for name in names)
 
 
+def pip_check_problems(stdout: str) -> list[str]:
+    """`pip check`'s findings, less exactly the declared dependencies of the NO_DEPS wheels."""
+    return [
+        line
+        for line in stdout.splitlines()
+        if line.strip() and not line.startswith("No broken requirements") and canonical(line.split()[0]) not in NO_DEPS
+    ]
+
+
 def pip_check(python: Path) -> None:
-    """`pip check`, forgiving exactly the declared dependencies of the NO_DEPS packages."""
     result = subprocess.run(
         [str(python), "-m", "pip", "--disable-pip-version-check", "check"], capture_output=True, text=True
     )
-    problems = [
-        line
-        for line in result.stdout.splitlines()
-        if line.strip() and not line.startswith("No broken requirements") and canonical(line.split()[0]) not in NO_DEPS
-    ]
+    problems = pip_check_problems(result.stdout)
     if problems:
         raise EnvError(
             f"pip check found {len(problems)} problem(s) in {python.parent.parent.name}: " + "; ".join(problems)
