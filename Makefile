@@ -37,9 +37,13 @@ env-serve: ## Create the serving environment (.venv-serve: FastChat) from requir
 	@$(PYTHON) -m bimedix.envs ensure serve
 
 .PHONY: lock
-lock: ## Re-resolve requirements/*.in into the lock files (needs the package index)
+lock: ## Re-resolve requirements/*.in into the lock files against the package index, for Python 3.11 and 3.12
 	$(PYTHON) -m bimedix.envs lock main
 	$(PYTHON) -m bimedix.envs lock serve
+
+.PHONY: check-locks
+check-locks: ## Resolve every lock against the package index alone (no local wheels), Python 3.11 and 3.12
+	$(PYTHON) -m bimedix.envs check
 
 .PHONY: tiny-model
 tiny-model: env ## Build the tiny bilingual Mixtral (8 experts, top-2) in models/, offline
