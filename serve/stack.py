@@ -506,12 +506,12 @@ class ServeStack:
                     self._crashed(part, now, f"exited with code {part.process.returncode} while restarting")
             elif self._healthy(part, timeout=3):
                 part.state, part.up_since = "up", now
+                if part.role == "controller":
+                    self._register_workers()  # before saying it is back: then it serves
                 self._event(
                     f"the {part.role} is back (pid {part.pid}, port {part.port}), "
                     f"{now - (part.down_since or now):.1f} s after it went down"
                 )
-                if part.role == "controller":
-                    self._register_workers()
             elif now > part.deadline:
                 with contextlib.suppress(ProcessLookupError):
                     part.process.kill()
