@@ -538,7 +538,7 @@ class ServeStack:
         part.state, part.restart_at = "down", now + delay
         self._event(
             f"the {part.role} (pid {part.pid}) {why}; restarting it in {delay:.1f} s "
-            f"(fast crash {part.crashes} of {rules.max_fast_crashes} before the stack gives up)"
+            f"(crash {part.crashes} in a row; the stack gives up after {rules.max_fast_crashes} fast ones)"
         )
 
     def _restart(self, part: Part, port: int | None) -> None:
