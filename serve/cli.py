@@ -4,17 +4,20 @@ python -m serve up --model models/tiny-bimedix-moe            # OpenAI API + web
 python -m serve up --model BASE --adapter LORA --workers 2     # base + LoRA adapter, two workers
 python -m serve up --api-endpoint-file FILE                    # web UI only, in front of vLLM
 python -m serve check --model models/tiny-bimedix-moe          # settings, paths, template vs tokenizer
+python -m serve ready --api-base http://127.0.0.1:8000/v1 --wait 120   # exit 0 once a model answers
 python -m serve write-api-endpoints --model-name bimedix --api-base http://127.0.0.1:8000/v1 --out FILE
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import signal
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -41,6 +44,14 @@ class StackOptions:
     log_dir: str | None = None
     settings: str | None = None
     startup_timeout_s: float | None = None
+    restart: bool = True
+
+
+@dataclass
+class ReadyOptions:
+    api_base: str
+    model: str | None = None
+    wait: float = 0.0
 
 
 @dataclass
@@ -58,19 +69,23 @@ def _stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", help="the name clients ask for (default: the adapter's or model's folder name)")
     parser.add_argument("--workers", type=int, default=1, help="model workers on the one controller (default 1)")
     parser.add_argument("--no-web", dest="web", action="store_false", help="no web UI (API only)")
-    parser.add_argument("--host", help="address of the API and web UI (default: settings [stack] host, 127.0.0.1)")
+    parser.add_argument("--host", help="address of the API and web UI (default: settings stack.host, 127.0.0.1)")
     for part in ("controller", "worker", "api", "web"):
         parser.add_argument(f"--{part}-port", type=int, default=0, help=f"{part} port (default: a free one)")
     parser.add_argument("--api-keys-file", help="API keys, one a line (or the BIMEDIX_API_KEYS environment variable)")
     parser.add_argument("--api-endpoint-file", help="also list these OpenAI-compatible endpoints in the web UI")
     parser.add_argument("--web-auth-file", help="user:password pairs for the web UI (needed off loopback)")
-    parser.add_argument("--device", help="cpu, cuda, mps (default: settings [worker] device, auto)")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: settings worker.device, auto)")
     parser.add_argument(
         "--worker-args", help='more options for FastChat\'s model worker, e.g. "--num-gpus 2 --dtype bfloat16"'
     )
     parser.add_argument("--log-dir", help="where the parts log (default: logs/serve/<timestamp>-<pid>/)")
-    parser.add_argument("--settings", help="settings file (default: serve/settings.toml)")
+    parser.add_argument("--settings", help="settings file (default: serve/settings.yaml)")
     parser.add_argument("--startup-timeout-s", type=float, help="seconds each part may take to answer")
+    parser.add_argument(
+        "--no-restart", dest="restart", action="store_false",
+        help="stop everything when a part dies, instead of restarting it (settings supervise)",
+    )  # fmt: skip
 
 
 def _options(cls, namespace: argparse.Namespace):
@@ -101,6 +116,7 @@ def build_stack(opts: StackOptions):
         web_auth_file=opts.web_auth_file,
         startup_timeout_s=opts.startup_timeout_s,
         worker_args=shlex.split(opts.worker_args or ""),
+        supervise=None if opts.restart else False,
     )
 
 
@@ -109,16 +125,28 @@ def _raise_interrupt(signum, frame):
 
 
 def up(opts: StackOptions) -> int:
-    """Foreground: start everything, print where it is, stop everything on Ctrl-C or when a part dies."""
+    """Foreground: start everything, print where it is, keep it up; stop everything on Ctrl-C.
+
+    A part that dies is restarted by the stack's supervisor (one line each on stderr); `up` exits 1
+    when the supervisor gives up (repeated fast crashes), or, with --no-restart, when a part dies.
+    """
     stack = build_stack(opts)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logging.getLogger("serve.stack").addHandler(handler)
+    logging.getLogger("serve.stack").propagate = False
     print(f"starting the stack (logs: {stack.log_dir}) ...", flush=True)
     try:
         stack.start()
         print(stack.describe(), flush=True)
-        print("Research only, not for clinical use. Ctrl-C stops everything.", flush=True)
+        restarts = "a part that dies is restarted" if stack.supervise else "a part that dies stops everything"
+        print(f"Research only, not for clinical use. {restarts}; Ctrl-C stops everything.", flush=True)
         while True:
-            failed = stack.failed()
+            if stack.gave_up is not None:
+                print(f"error: {stack.gave_up}; stopping the stack.", file=sys.stderr, flush=True)
+                return 1
+            failed = [] if stack.supervise else stack.failed()
             if failed:
                 part = failed[0]
                 print(
@@ -127,7 +155,7 @@ def up(opts: StackOptions) -> int:
                     file=sys.stderr,
                 )
                 return 1
-            time.sleep(1)
+            time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         return 0
@@ -135,6 +163,33 @@ def up(opts: StackOptions) -> int:
         stack.stop()
         stopped = ", ".join(f"{role} pid {pid}" for role, pid in stack.pids.items())
         print(f"stopped{': ' + stopped if stopped else ''}.", flush=True)
+
+
+def ready(opts: ReadyOptions) -> int:
+    """Exit 0 when the API's GET /ready says a model answers; poll up to --wait seconds. Key: BIMEDIX_API_KEYS."""
+    from serve.stack import API_KEYS_ENV, http
+
+    parsed = urllib.parse.urlsplit(opts.api_base)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ServeError(f"--api-base {opts.api_base!r}: expected a URL such as http://127.0.0.1:8000/v1")
+    root = f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/').removesuffix('/v1')}"
+    url = root + "/ready" + (f"?model={urllib.parse.quote(opts.model)}" if opts.model else "")
+    key = os.environ.get(API_KEYS_ENV, "").split(",")[0].strip()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    start = time.monotonic()
+    while True:
+        try:
+            status, body = http("GET", url, headers=headers, timeout=10)
+            reason = body["error"]["message"] if isinstance(body, dict) and "error" in body else f"HTTP {status}"
+        except OSError as err:
+            status, body, reason = 0, None, f"the API does not answer ({err})"
+        if status == 200:
+            print(f"ready: {', '.join(body.get('models', []))} ({time.monotonic() - start:.1f} s)")
+            return 0
+        if time.monotonic() - start >= opts.wait:
+            print(f"not ready: {reason}", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
 
 
 def check(opts: StackOptions) -> int:
@@ -203,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     _stack_arguments(up_parser)
     check_parser = commands.add_parser("check", help="check settings, paths, hosts and the template; start nothing")
     _stack_arguments(check_parser)
+    ready_parser = commands.add_parser("ready", help="exit 0 when the API says a model answers (GET /ready)")
+    ready_parser.add_argument("--api-base", required=True, help="the API's base URL, e.g. http://127.0.0.1:8000/v1")
+    ready_parser.add_argument("--model", help="the model that must answer (default: any)")
+    ready_parser.add_argument("--wait", type=float, default=0.0, help="seconds to keep asking (default: ask once)")
     endpoints = commands.add_parser(
         "write-api-endpoints", help="write the web UI's file of OpenAI-compatible endpoints"
     )
@@ -219,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             return up(_options(StackOptions, args))
         if args.command == "check":
             return check(_options(StackOptions, args))
+        if args.command == "ready":
+            return ready(_options(ReadyOptions, args))
         return write_api_endpoints(_options(EndpointOptions, args))
     except ServeError as err:
         print(f"error: {err}", file=sys.stderr)

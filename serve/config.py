@@ -1,19 +1,21 @@
-"""The serving stack's settings (serve/settings.toml) as dataclasses, and the loopback rule.
+"""The serving stack's settings (serve/settings.yaml) as dataclasses, and the loopback rule.
 
-Standard library only: serve/stack.py imports this from the main environment too.
+The standard library and PyYAML only: serve/stack.py imports this from the main environment too
+(both environments have PyYAML).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
-import tomllib
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVE_DIR = Path(__file__).resolve().parent
 ROOT = SERVE_DIR.parent
-DEFAULT_SETTINGS = SERVE_DIR / "settings.toml"
+DEFAULT_SETTINGS = SERVE_DIR / "settings.yaml"
 
 CVE_CONTROLLER = (
     "the FastChat controller has no authentication and lets anyone who reaches it register a worker "
@@ -31,6 +33,15 @@ class StackSettings:
     log_root: str = "logs/serve"
     startup_timeout_s: float = 600
     stop_timeout_s: float = 15
+
+
+@dataclass(frozen=True)
+class SuperviseSettings:
+    restart: bool = True
+    backoff_s: float = 1.0
+    backoff_cap_s: float = 30.0
+    fast_crash_s: float = 60.0
+    max_fast_crashes: int = 5
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ class NoticeSettings:
 class Settings:
     path: Path
     stack: StackSettings
+    supervise: SuperviseSettings
     controller: ControllerSettings
     worker: WorkerSettings
     api: ApiSettings
@@ -100,6 +112,7 @@ class Settings:
 
 _TYPES = {
     "stack": StackSettings,
+    "supervise": SuperviseSettings,
     "controller": ControllerSettings,
     "worker": WorkerSettings,
     "api": ApiSettings,
@@ -113,28 +126,36 @@ _PYTHON_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "l
 
 def _section(path: Path, name: str, values: object):
     cls = _TYPES[name]
+    if values is None:
+        values = {}
     if not isinstance(values, dict):
-        raise ServeError(f"{path}: [{name}] must be a table")
+        raise ServeError(f"{path}: {name} must be a mapping of keys to values")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ServeError(f"{path}: [{name}] has unknown key(s) {unknown}; known: {sorted(fields)}")
+        raise ServeError(f"{path}: {name} has unknown key(s) {unknown}; known: {sorted(fields)}")
     for key, value in values.items():
         expected = _PYTHON_TYPES[fields[key].type]
         if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
-            raise ServeError(f"{path}: [{name}] {key} = {value!r} is not a {fields[key].type}")
+            raise ServeError(f"{path}: {name}.{key} = {value!r} is not a {fields[key].type}")
     return cls(**values)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read and check a settings file; an unknown section or key, or a wrong type, is an error."""
+    import yaml
+
     path = Path(path) if path else DEFAULT_SETTINGS
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ServeError(f"{path}: settings file not found") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ServeError(f"{path}: not valid TOML: {err}") from None
+    except yaml.YAMLError as err:
+        raise ServeError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ServeError(f"{path}: expected a mapping of sections (stack, api, ...), not a {type(data).__name__}")
     unknown = sorted(set(data) - set(_TYPES))
     if unknown:
         raise ServeError(f"{path}: unknown section(s) {unknown}; known: {sorted(_TYPES)}")
@@ -157,6 +178,9 @@ def _check(s: Settings) -> None:
         "worker.stream_interval": s.worker.stream_interval,
         "controller.heart_beat_interval_s": s.controller.heart_beat_interval_s,
         "stack.startup_timeout_s": s.stack.startup_timeout_s,
+        "supervise.backoff_s": s.supervise.backoff_s,
+        "supervise.backoff_cap_s": s.supervise.backoff_cap_s,
+        "supervise.max_fast_crashes": s.supervise.max_fast_crashes,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -173,14 +197,47 @@ def _check(s: Settings) -> None:
         raise ServeError(f"{where}: conversation.roles must name exactly two roles (user, assistant)")
 
 
+def _is_loopback_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return (mapped or ip).is_loopback
+
+
+@functools.lru_cache(maxsize=256)
+def host_addresses(host: str) -> tuple[str, ...]:
+    """The addresses a host string binds or connects to, as the socket layer reads it (uvicorn, urllib).
+
+    Numeric spellings count as what they are (127.1, 0x7f.1 and 2130706433 are 127.0.0.1); a name
+    is resolved (/etc/hosts first). Empty when it does not resolve.
+    """
+    name = host.strip().removeprefix("[").removesuffix("]")
+    if not name:
+        return ()
+    for flags in (socket.AI_NUMERICHOST, 0):
+        try:
+            infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM, flags=flags)
+        except (OSError, UnicodeError, ValueError):
+            continue
+        return tuple(dict.fromkeys(info[4][0] for info in infos))
+    return ()
+
+
 def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    """True when every address the host stands for is one only this machine reaches (127.0.0.0/8, ::1).
+
+    Recognised by address, not by spelling: 127.1, 127.0.0.2, ::1, [::1], ::ffff:127.0.0.1 and
+    localhost are loopback; 0.0.0.0, :: and anything that does not resolve are not.
+    """
+    addresses = host_addresses(host)
+    return bool(addresses) and all(_is_loopback_address(a) for a in addresses)
+
+
+def connect_address(host: str) -> str:
+    """The address a client on this machine uses to reach a part bound to `host` (0.0.0.0 and :: -> 127.0.0.1)."""
+    addresses = host_addresses(host)
+    if not addresses or host.strip("[]") in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return addresses[0]
 
 
 def require_loopback(part: str, host: str) -> None:

@@ -4,7 +4,7 @@ Each FastChat process that builds prompts or loads the model calls `register(...
 runs: the worker (it loads the model and hands the template to the OpenAI API server) and the web
 UI (it builds its prompts itself). Nothing in FastChat is edited.
 
-The template is data (serve/settings.toml, [conversation]); the system message is
+The template is data (serve/settings.yaml, conversation); the system message is
 templates/system_message.txt. The prompt FastChat renders, once the worker's tokenizer adds <s>,
 is token for token what templates/chat_template.jinja renders (tests/serve/test_conversation.py).
 """

@@ -13,7 +13,7 @@ SERVE_ARGS = --model $(or $(MODEL),$(TINY_MODEL)) $(if $(ADAPTER),--adapter $(AD
 # Keys travel in the environment, never on a command line that `ps` shows.
 SERVE_KEYS = $(if $(API_KEYS),BIMEDIX_API_KEYS="$(API_KEYS)")
 
-.PHONY: serve serve-check test-serve bench-serve
+.PHONY: serve serve-check test-serve bench-serve bench-serve-recovery
 serve: env-serve $(if $(MODEL),,tiny-model) ## Serve MODEL (default the tiny model; ADAPTER= base+LoRA): OpenAI API + web UI on 127.0.0.1
 	@$(SERVE_KEYS) $(SERVE_PY) -m serve up $(SERVE_ARGS)
 
@@ -25,3 +25,6 @@ test-serve: env-serve tiny-model ## The serving tests only (serving environment,
 
 bench-serve: env-serve tiny-model ## Latency of a reply through the stack vs a direct generate, and 16-client throughput
 	@$(TEST_ENV) $(SERVE_PY) -m benchmarks.serve_speed $(if $(MODEL),--model $(MODEL))
+
+bench-serve-recovery: env-serve tiny-model ## kill -9 of the worker under 32 clients: seconds until the stack answers again
+	@$(TEST_ENV) $(SERVE_PY) -m benchmarks.serve_recovery $(if $(MODEL),--model $(MODEL))

@@ -1,7 +1,8 @@
-"""Bring the FastChat stack up on free loopback ports, wait until it answers, stop it all on exit.
+"""Bring the FastChat stack up on free loopback ports, keep it up, stop it all on exit.
 
-Standard library only, so that the other stages use it from the main environment; the parts run
-as subprocesses under the serving environment's Python (.venv-serve/bin/python):
+The standard library (and PyYAML, for the settings) only, so that the other stages use it from the
+main environment; the parts run as subprocesses under the serving environment's Python
+(.venv-serve/bin/python):
 
     from serve.stack import ServeStack
 
@@ -13,9 +14,18 @@ Order: controller; then the workers and the OpenAI API server; then the web UI (
 model list once, at start). Each part counts as up when it answers: the controller its model list,
 a worker its own /worker_get_status (a worker registers with the controller before its port
 listens, so the controller's list says nothing about it), the API server a /v1/models that lists
-the model, the web UI its page. A part that exits or stays silent past the timeout stops
-everything and raises ServeError with the end of its log. On exit the parts are stopped in
-reverse order, each by its PID: SIGTERM, then SIGKILL after [stack] stop_timeout_s.
+the model, the web UI its page; a worker also when the controller lists it. A part that exits or
+stays silent past the timeout while starting stops everything and raises ServeError with the end
+of its log. On exit the parts are stopped in reverse order, each by its PID: SIGTERM, then SIGKILL
+after stack.stop_timeout_s.
+
+Once up, a supervisor thread watches the parts (supervise.in the settings): a part that dies is
+started again on its port after a backoff, with a line in the log (logging "serve.stack" and
+<log_dir>/stack.log), while the other workers keep serving; after max_fast_crashes fast crashes in
+a row of one part it gives up (`gave_up` says why; `python -m serve up` then stops and exits 1).
+
+Each stack makes a secret that the parts it starts get in their environment; the controller and
+the workers answer only requests that carry it (serve/trust.py, CVE-2024-10044).
 """
 
 from __future__ import annotations
@@ -23,11 +33,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,10 +47,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serve import trust
 from serve.config import (
     ROOT,
     ServeError,
     Settings,
+    connect_address,
     default_model_name,
     from_root,
     is_loopback,
@@ -47,7 +61,11 @@ from serve.config import (
 
 SERVE_PYTHON_ENV = "BIMEDIX_SERVE_PYTHON"
 API_KEYS_ENV = "BIMEDIX_API_KEYS"
+# Read from the environment by FastChat's own settings class (case-insensitive; API_KEYS parsed as
+# JSON): never passed to the parts, so that `make serve API_KEYS=k1` (make exports it) cannot reach it.
+FASTCHAT_ENV = ("api_keys", "controller_address")
 _LOOPBACK = "127.0.0.1"
+log = logging.getLogger("serve.stack")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never goes through a proxy
 
 
@@ -67,7 +85,7 @@ def free_port(host: str = _LOOPBACK) -> int:
 
 
 def _connect_host(host: str) -> str:
-    return _LOOPBACK if host in ("0.0.0.0", "::", "") else host
+    return connect_address(host) if host else _LOOPBACK
 
 
 def _url_host(host: str) -> str:
@@ -115,7 +133,17 @@ class Part:
     process: subprocess.Popen = field(repr=False)
     # Starts the same part again on another free port (None when its port was fixed).
     respawn: Callable[[], Part] | None = field(default=None, repr=False)
+    # Starts the same part again on the given port (the supervisor's restart).
+    relaunch: Callable[[int], Part] | None = field(default=None, repr=False)
     attempt: int = 1
+    # Supervision: "new" (not watched yet), "up", "down" (waiting for its restart), "starting".
+    state: str = "new"
+    up_since: float | None = None
+    down_since: float | None = None
+    restart_at: float = 0.0
+    deadline: float = 0.0
+    crashes: int = 0  # fast crashes in a row
+    restarts: int = 0
 
     @property
     def pid(self) -> int:
@@ -136,17 +164,18 @@ class ServeStack:
 
     model_path: a model folder (merged BiMediX, or the base with adapter=); None serves only the
       web UI in front of api_endpoint_file (a vLLM server: `python -m serve write-api-endpoints`).
-    adapter: a LoRA adapter folder applied to model_path (merged at load: [worker] merge_adapter).
+    adapter: a LoRA adapter folder applied to model_path (merged at load: worker.merge_adapter).
     model_name: the name clients ask for (default: the adapter's or the model's folder name).
     workers: model workers on the one controller. web_ui: also start the web UI.
     api_keys: required by the OpenAI API when given; required when host is not loopback.
-    host: where the API and the web UI listen (default [stack] host, 127.0.0.1); the controller
+    host: where the API and the web UI listen (default stack.host, 127.0.0.1); the controller
       and workers always listen on 127.0.0.1.
     ports: fixed ports by part ("controller", "api", "web", "worker"; the worker port is the
       first worker's, the next ones count up); missing or 0 means a free port.
-    log_dir: where every part logs (default [stack] log_root/<timestamp>-<pid>/).
+    log_dir: where every part logs (default stack.log_root/<timestamp>-<pid>/).
     worker_args: more options for fastchat.serve.model_worker (--num-gpus 2, --load-8bit, ...).
     env: more environment variables for every part.
+    supervise: restart parts that die (default: settings supervise.restart).
     """
 
     def __init__(
@@ -168,6 +197,7 @@ class ServeStack:
         startup_timeout_s: float | None = None,
         worker_args: list[str] | tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        supervise: bool | None = None,
     ):
         self.settings = settings if isinstance(settings, Settings) else load_settings(settings)
         self.settings_path = self.settings.path
@@ -192,6 +222,13 @@ class ServeStack:
             self.log_dir = from_root(self.settings.stack.log_root) / f"{stamp}-{os.getpid()}"
         self.parts: dict[str, Part] = {}
         self._next_worker = 0
+        self.supervise = self.settings.supervise.restart if supervise is None else supervise
+        self.secret = trust.new_secret()  # the parts of this stack answer only one another
+        self.events: list[str] = []  # what the supervisor did, one line each (also in <log_dir>/stack.log)
+        self.gave_up: ServeError | None = None
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
         self._check()
 
     # ---------------------------------------------------------------- checks before anything starts
@@ -245,8 +282,13 @@ class ServeStack:
         return part.url if part else None
 
     @property
+    def internal_headers(self) -> dict[str, str]:
+        """The header the controller and the workers require (for a caller that talks to them directly)."""
+        return trust.headers(self.secret)
+
+    @property
     def workers(self) -> list[Part]:
-        return [p for role, p in self.parts.items() if role.startswith("worker-")]
+        return [p for role, p in list(self.parts.items()) if role.startswith("worker-")]
 
     @property
     def ports(self) -> dict[str, int]:
@@ -270,7 +312,10 @@ class ServeStack:
         env["TOKENIZERS_PARALLELISM"] = "false"
         env["NO_PROXY"] = env["no_proxy"] = ",".join(filter(None, ["127.0.0.1,localhost,::1", env.get("NO_PROXY")]))
         env.pop(API_KEYS_ENV, None)
+        for name in [n for n in env if n.lower() in FASTCHAT_ENV]:
+            del env[name]
         env.update(self.extra_env)
+        env[trust.SECRET_ENV] = self.secret  # in the environment: `ps` shows command lines
         if role == "api" and self.api_keys:
             env[API_KEYS_ENV] = ",".join(self.api_keys)  # not on the command line, where `ps` shows it
         return env
@@ -298,8 +343,9 @@ class ServeStack:
             )
         url = f"http://{_url_host(_connect_host(host))}:{port}"
         respawn = None if fixed else (lambda: self._spawn(role, module, args, host, None))
-        part = Part(role, port, url, log, process, respawn)
-        self.parts[role] = part
+        part = Part(role, port, url, log, process, respawn, lambda same: self._spawn(role, module, args, host, same))
+        with self._lock:
+            self.parts[role] = part
         return part
 
     def _port(self, key: str, offset: int = 0) -> int | None:
@@ -338,24 +384,41 @@ class ServeStack:
         return self._spawn("web", "serve.webui", args, self.host, self._port("web"))
 
     # ---------------------------------------------------------------- health
-    def _healthy(self, part: Part) -> bool:
+    def _healthy(self, part: Part, timeout: float = 15) -> bool:
+        internal = self.internal_headers
         try:
             if part.role == "controller":
-                status, _ = http("POST", part.url + "/list_models")
+                status, _ = http("POST", part.url + "/list_models", headers=internal, timeout=min(timeout, 5))
                 return status == 200
             if part.role.startswith("worker-"):
-                status, body = http("POST", part.url + "/worker_get_status")
-                return status == 200 and self.model_name in body.get("model_names", [])
+                status, body = http("POST", part.url + "/worker_get_status", headers=internal, timeout=min(timeout, 5))
+                if status != 200 or self.model_name not in body.get("model_names", []):
+                    return False
+                # It registers once its port listens: it serves when the controller lists it.
+                status, body = http("POST", self.controller_url + "/stack_workers", headers=internal, timeout=5)
+                return status == 200 and part.url in body.get("workers", [])
             if part.role == "api":
                 headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-                status, body = http("GET", part.url + "/v1/models", headers=headers, timeout=15)
+                status, body = http("GET", part.url + "/v1/models", headers=headers, timeout=timeout)
                 return status == 200 and self.model_name in [m.get("id") for m in body.get("data", [])]
             if part.role == "web":
-                status, _ = http("GET", part.url + "/", timeout=15)
+                status, _ = http("GET", part.url + "/", timeout=timeout)
                 return status == 200
-        except (OSError, AttributeError, ValueError):
+        except (OSError, AttributeError, ValueError, TypeError):
             return False
         raise ValueError(part.role)
+
+    def ready(self, model: str | None = None, timeout: float = 5) -> bool:
+        """True when the OpenAI API says a model worker answers (GET /ready), for `model` when given."""
+        part = self.parts.get("api")
+        if part is None:
+            return False
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        query = f"?model={urllib.request.quote(model)}" if model else ""
+        try:
+            return http("GET", f"{part.url}/ready{query}", headers=headers, timeout=timeout)[0] == 200
+        except OSError:
+            return False
 
     def wait_healthy(self, parts: list[Part], timeout_s: float | None = None) -> None:
         deadline = time.monotonic() + (timeout_s or self.startup_timeout_s)
@@ -397,7 +460,106 @@ class ServeStack:
         except BaseException:
             self.stop()
             raise
+        now = time.monotonic()
+        for part in list(self.parts.values()):
+            part.state, part.up_since = "up", now
+        if self.supervise:
+            self._supervisor = threading.Thread(target=self._supervise, name="serve-stack-supervisor", daemon=True)
+            self._supervisor.start()
         return self
+
+    # ---------------------------------------------------------------- supervision
+    def _event(self, message: str) -> None:
+        stamp = datetime.datetime.now().isoformat(timespec="milliseconds")
+        self.events.append(f"{stamp} {message}")
+        log.warning("[stack] %s", message)
+        with contextlib.suppress(OSError), open(self.log_dir / "stack.log", "a", encoding="utf-8") as out:
+            out.write(f"{stamp} {message}\n")
+
+    def _supervise(self) -> None:
+        """Watch the parts; restart the dead ones with backoff; give up on repeated fast crashes."""
+        # The thread lives until stop(), also after giving up: on Linux the parts it restarted get
+        # SIGTERM when the thread that started them ends (PR_SET_PDEATHSIG).
+        while not self._stopping.wait(0.25):
+            for part in list(self.parts.values()):
+                if self._stopping.is_set() or self.gave_up is not None:
+                    break
+                try:
+                    self._tend(part)
+                except Exception as err:  # never let the supervisor die silently
+                    self._event(f"supervisor error on the {part.role}: {type(err).__name__}: {err}")
+
+    def _tend(self, part: Part) -> None:
+        now = time.monotonic()
+        if part.state == "up":
+            if not part.alive():
+                self._crashed(part, now, f"exited with code {part.process.returncode}")
+        elif part.state == "down":
+            if now >= part.restart_at:
+                self._restart(part, part.port)
+        elif part.state == "starting":
+            if not part.alive():
+                if part.respawn and part.role.startswith("worker-") and _port_taken(part):
+                    self._event(f"the {part.role}'s port {part.port} is taken; restarting it on a free port")
+                    self._restart(part, None)
+                else:
+                    self._crashed(part, now, f"exited with code {part.process.returncode} while restarting")
+            elif self._healthy(part, timeout=3):
+                part.state, part.up_since = "up", now
+                if part.role == "controller":
+                    self._register_workers()  # before saying it is back: then it serves
+                self._event(
+                    f"the {part.role} is back (pid {part.pid}, port {part.port}), "
+                    f"{now - (part.down_since or now):.1f} s after it went down"
+                )
+            elif now > part.deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    part.process.kill()
+                part.process.wait()
+                self._crashed(part, now, f"did not answer within {self.startup_timeout_s:.0f} s of its restart")
+
+    def _crashed(self, part: Part, now: float, why: str) -> None:
+        rules = self.settings.supervise
+        fast = part.up_since is None or part.state == "starting" or now - part.up_since < rules.fast_crash_s
+        part.crashes = part.crashes + 1 if fast else 1
+        if part.state == "up":
+            part.down_since = now
+        if part.role.startswith("worker-"):
+            self._drop_dead_workers()
+        if part.crashes >= rules.max_fast_crashes:
+            part.state = "failed"
+            self.gave_up = ServeError(
+                f"the {part.role} (pid {part.pid}) {why}: {part.crashes} crashes in a row, each within "
+                f"{rules.fast_crash_s:.0f} s of starting; giving up. Its log, {part.log}, ends with:\n{part.log_tail()}"
+            )
+            self._event(f"the {part.role} (pid {part.pid}) {why}; {part.crashes} fast crashes in a row: giving up")
+            return
+        delay = min(rules.backoff_cap_s, rules.backoff_s * 2 ** (part.crashes - 1))
+        part.state, part.restart_at = "down", now + delay
+        self._event(
+            f"the {part.role} (pid {part.pid}) {why}; restarting it in {delay:.1f} s "
+            f"(crash {part.crashes} in a row; the stack gives up after {rules.max_fast_crashes} fast ones)"
+        )
+
+    def _restart(self, part: Part, port: int | None) -> None:
+        fresh = part.relaunch(port) if port is not None else part.respawn()
+        fresh.state, fresh.deadline = "starting", time.monotonic() + self.startup_timeout_s
+        fresh.crashes, fresh.restarts, fresh.down_since = part.crashes, part.restarts + 1, part.down_since
+        fresh.up_since = part.up_since
+        self._event(f"restarting the {part.role} on port {fresh.port} (pid {fresh.pid}, restart {fresh.restarts})")
+
+    def _drop_dead_workers(self) -> None:
+        """Ask the controller to forget the workers that do not answer, so that no request is routed to them."""
+        with contextlib.suppress(OSError):
+            http("POST", self.controller_url + "/refresh_all_workers", headers=self.internal_headers, timeout=10)
+
+    def _register_workers(self) -> None:
+        """A restarted controller knows no worker: register the running ones (they would otherwise wait for their next heart beat)."""
+        for worker in self.workers:
+            if worker.state == "up" and worker.alive():
+                body = {"worker_name": worker.url, "check_heart_beat": True}
+                with contextlib.suppress(OSError):
+                    http("POST", self.controller_url + "/register_worker", body, headers=self.internal_headers)
 
     # ---------------------------------------------------------------- workers coming and going
     def add_worker(self) -> Part:
@@ -406,6 +568,7 @@ class ServeStack:
             raise ServeError("no controller to add a worker to")
         part = self._start_worker()
         self.wait_healthy([part])
+        part.state, part.up_since = "up", time.monotonic()
         return part
 
     def kill_worker(self, index: int = 0, sig: int = signal.SIGKILL) -> None:
@@ -422,8 +585,12 @@ class ServeStack:
     # ---------------------------------------------------------------- stopping
     def stop(self) -> None:
         """Stop every part this stack started, web UI first, controller last; each by its PID."""
+        self._stopping.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(timeout=60)
         rank = {"web": 0, "api": 1, "controller": 3}  # workers: 2
-        order = sorted(self.parts.values(), key=lambda p: rank.get(p.role, 2))
+        with self._lock:
+            order = sorted(self.parts.values(), key=lambda p: rank.get(p.role, 2))
         for part in order:
             if part.alive():
                 with contextlib.suppress(ProcessLookupError):

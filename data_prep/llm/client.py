@@ -13,6 +13,13 @@
 
 Errors a retry cannot fix: 400/413/422 raise RequestRefused (that item fails, the run goes on);
 401/403/404 raise EndpointFatal (wrong key, model or URL: the whole run stops).
+
+A connection refused, a name that does not resolve or a TLS handshake that fails, before the
+endpoint has answered anything in this run, raises EndpointUnreachable (an EndpointFatal): the run
+stops at once with one line naming the endpoint, instead of every item retrying into the void.
+Once the endpoint has answered, the same failures are retried (a server being restarted); the
+cause each retry and failure records says what happened: "connection refused", "DNS failure",
+"TLS failure", "connection dropped", "timeout".
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import email.utils
 import json
 import math
 import random
+import socket
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,10 +40,26 @@ import openai
 
 from data_prep.llm.cache import Cache, CachedCompletion, cache_key
 from data_prep.llm.config import Endpoint
-from data_prep.llm.errors import EndpointFatal, LLMError, MalformedResponse, RequestRefused, RetriesExhausted
+from data_prep.llm.errors import (
+    EndpointFatal,
+    EndpointUnreachable,
+    LLMError,
+    MalformedResponse,
+    RequestRefused,
+    RetriesExhausted,
+)
 from data_prep.llm.limiter import RateLimiter
 
-__all__ = ["Completion", "EndpointFatal", "LLMClient", "LLMError", "RequestRefused", "RetriesExhausted", "Usage"]
+__all__ = [
+    "Completion",
+    "EndpointFatal",
+    "EndpointUnreachable",
+    "LLMClient",
+    "LLMError",
+    "RequestRefused",
+    "RetriesExhausted",
+    "Usage",
+]
 
 RETRY_STATUSES = {408, 409, 429}
 FATAL_STATUSES = {401, 403, 404}
@@ -112,6 +137,39 @@ def retry_after_seconds(headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# Causes that mean nothing listens at the endpoint, or the name or the TLS set-up is wrong.
+UNREACHABLE = ("connection refused", "DNS failure", "TLS failure")
+
+
+def _causes(err: BaseException):
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def connection_cause(err: BaseException) -> tuple[str, str]:
+    """(cause, detail) of a failed connection, from the chain of exceptions under the client's error.
+
+    The aiohttp transport reports every connect failure as a ConnectTimeout, whatever happened; the
+    exception it wraps says what did.
+    """
+    detail = str(err)
+    for link in _causes(err):
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused", str(link)
+        if isinstance(link, socket.gaierror):
+            return "DNS failure", str(link)
+        if isinstance(link, ssl.SSLError | ssl.CertificateError):
+            return "TLS failure", str(link)
+        if isinstance(link, ConnectionResetError | BrokenPipeError) or "disconnect" in str(link).lower():
+            return "connection dropped", str(link)
+        if isinstance(link, TimeoutError):
+            return "timeout", detail
+    return ("timeout" if isinstance(err, TimeoutError | openai.APITimeoutError) else "connection dropped"), detail
+
+
 def _parse(body: bytes) -> tuple[str, str | None, int | None, int | None]:
     """(content, finish_reason, prompt_tokens, completion_tokens) of a chat completion body, checked by hand."""
     try:
@@ -147,6 +205,8 @@ class LLMClient:
         self._in_flight: dict[str, asyncio.Future] = {}
         self._rng = rng or random.Random()
         self._client: openai.AsyncOpenAI | None = None
+        self.answered = False  # the endpoint sent an HTTP response in this run (then failures to connect are retried)
+        self.unreachable: EndpointUnreachable | None = None  # once found, no other call tries again
 
     async def __aenter__(self) -> LLMClient:
         timeout = self.endpoint.client.timeout_s
@@ -217,6 +277,8 @@ class LLMClient:
             retry_after = None
             try:
                 async with self._semaphore:
+                    if self.unreachable is not None:
+                        raise EndpointUnreachable(str(self.unreachable))
                     # the limiter inside the slot: a Retry-After pause then also holds requests already queued
                     await self.limiter.acquire(estimate)
                     self.usage.requests += 1
@@ -230,6 +292,7 @@ class LLMClient:
                         )
                         content, finish_reason, prompt_tokens, completion_tokens = _parse(response.content)
             except openai.APIStatusError as err:
+                self.answered = True
                 status = err.status_code
                 message = _error_message(err)
                 if status in FATAL_STATUSES:
@@ -244,15 +307,21 @@ class LLMClient:
                 retry_after = retry_after_seconds(err.response.headers)
                 if status == 429 and retry_after is not None:
                     self.limiter.pause_for(retry_after)
-            except (TimeoutError, openai.APITimeoutError) as err:
-                # the aiohttp transport reports a server that hung up as ConnectTimeout("Server disconnected")
-                cause = "connection" if "disconnect" in str(err.__cause__).lower() else "timeout"
-            except openai.APIConnectionError:
-                cause = "connection"
+            except (TimeoutError, openai.APITimeoutError, openai.APIConnectionError) as err:
+                cause, detail = connection_cause(err)
+                if cause in UNREACHABLE and not self.answered:
+                    self.usage.failures[cause] += 1
+                    self.unreachable = EndpointUnreachable(
+                        f"{self.endpoint.base_url}: {cause} ({detail}); nothing answered there, so the run stops: "
+                        "is the server running, and are the URL and its scheme right?"
+                    )
+                    raise self.unreachable from None
             except MalformedResponse as err:
+                self.answered = True
                 cause = "malformed body"
                 last_error = str(err)
             else:
+                self.answered = True
                 estimated = prompt_tokens is None or completion_tokens is None
                 if estimated:
                     self.usage.estimated_usage += 1

@@ -17,5 +17,9 @@ class EndpointFatal(LLMError):
     """The endpoint cannot serve this run at all (bad key, unknown model, wrong URL)."""
 
 
+class EndpointUnreachable(EndpointFatal):
+    """Nothing answers at the endpoint (connection refused, DNS failure, TLS failure) before it ever answered."""
+
+
 class MalformedResponse(LLMError):
     """A 200 reply that is not a usable chat completion."""

@@ -37,7 +37,7 @@ def ask(endpoint, cache_path, *prompts, **params):
         ("503", "http 503"),
         ("malformed", "malformed body"),
         ("empty", "malformed body"),
-        ("drop", "connection"),
+        ("drop", "connection dropped"),
         ("slow:1", "timeout"),
     ],
 )

@@ -1,7 +1,8 @@
 """Base model + LoRA adapter served for real, and a worker killed in the middle of a reply.
 
 One stack of its own (the failover test kills its worker): the tiny model with a LoRA adapter on
-attention, every expert and the router, as the BiMediX recipes train it.
+attention, every expert and the router, as the BiMediX recipes train it. Its supervisor is off, so
+that the dead worker stays dead while the test looks (tests/serve/test_supervision.py has the restarts).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def adapter_dir(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def adapter_stack(tiny_model_dir, adapter_dir, new_log_dir):
-    with ServeStack(tiny_model_dir, adapter=adapter_dir, log_dir=new_log_dir("adapter"), device="cpu") as running:
+    with ServeStack(
+        tiny_model_dir, adapter=adapter_dir, log_dir=new_log_dir("adapter"), device="cpu", supervise=False
+    ) as running:
         yield running
 
 
@@ -85,8 +88,10 @@ def test_survives_a_worker_killed_mid_reply(adapter_stack, adapter_client):
                 killed.set()
     assert killed.is_set(), "the reply ended before the worker could be killed"
     print(f"mid-reply error: {cut.value}")
+    assert set(cut.value.body) == {"message", "type", "code"}  # OpenAI's error shape, in the stream too
     # The controller dropped the dead worker ...
-    assert http("POST", adapter_stack.controller_url + "/list_models")[1]["models"] == []
+    internal = adapter_stack.internal_headers
+    assert http("POST", adapter_stack.controller_url + "/list_models", headers=internal)[1]["models"] == []
     # ... so the next request gets a clear 503, not a hang or a bare 500.
     with pytest.raises(openai.InternalServerError, match="no model worker is serving 'bimedix-lora-test'") as down:
         adapter_client.chat.completions.create(model=name, messages=MESSAGES, max_tokens=4)

@@ -126,7 +126,7 @@ def test_unset_max_tokens_gets_the_default(client, stack):
 
 def test_two_workers_on_one_controller_share_the_requests(client, stack):
     assert len(stack.workers) == 2
-    status, body = http("POST", stack.controller_url + "/worker_get_status")  # sums its workers
+    status, body = http("POST", stack.controller_url + "/worker_get_status", headers=stack.internal_headers)  # sums
     assert status == 200 and body["speed"] == 2 and body["model_names"] == [stack.model_name]
     for _ in range(6):
         client.chat.completions.create(model=stack.model_name, messages=ENGLISH, max_tokens=2)

@@ -14,13 +14,16 @@ import time
 import pytest
 
 from bimedix.paths import ROOT
+from serve.stack import http
+from serve.trust import SECRET_ENV, new_secret
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "LOGDIR": ""}
 
 
-def serve(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def serve(*args: str, timeout: float = 300, secret: bool = False) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", *args]
-    return subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    env = {**ENV, SECRET_ENV: new_secret()} if secret else {k: v for k, v in ENV.items() if k != SECRET_ENV}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def gone(pid: int) -> bool:
@@ -45,6 +48,22 @@ def test_each_part_refuses_to_listen_beyond_loopback_unprotected(module, args, m
     refused = serve(module, *args, timeout=60)
     assert refused.returncode == 2 and message in refused.stderr, refused.stderr
     assert refused.stderr.count("\n") <= 2  # one clear line, no traceback
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("serve.controller", ["--port", "1"]),
+        ("serve.worker", ["--port", "1", "--model-path", ".", "--controller-address", "http://127.0.0.1:1"]),
+        ("serve.api", ["--port", "1", "--controller-address", "http://127.0.0.1:1"]),
+        ("serve.webui", ["--port", "1", "--controller-url", "http://127.0.0.1:1"]),
+    ],
+    ids=["controller", "worker", "api", "webui"],
+)
+def test_each_part_refuses_to_run_without_the_stack_secret(module, args):
+    refused = serve(module, *args, timeout=60)
+    assert refused.returncode == 2 and "BIMEDIX_STACK_SECRET" in refused.stderr, refused.stderr
+    assert refused.stderr.count("\n") <= 2
 
 
 def test_up_refuses_a_public_api_without_keys_before_starting_anything(tiny_model_dir, tmp_path):
@@ -100,14 +119,78 @@ def test_up_runs_until_ctrl_c_then_stops_every_part(tiny_model_dir, new_log_dir)
     assert all(gone(p) for p in pids)
 
 
-def test_up_stops_everything_and_exits_1_when_a_part_dies(tiny_model_dir, new_log_dir):
-    logs = new_log_dir("cli-dies")
+def test_up_restarts_a_killed_worker_and_keeps_running(tiny_model_dir, new_log_dir):
+    """`kill -9` of the worker: `up` restarts it, says so, and the API answers again; `up` keeps running."""
+    logs = new_log_dir("cli-restart")
     process, output = start_up("--model", str(tiny_model_dir), "--no-web", "--device", "cpu", "--log-dir", str(logs),
                                "--worker-args", "--stream-interval 4")  # fmt: skip
     try:
         assert "Ctrl-C stops everything" in output, output
         pids = dict(re.findall(r"^(controller|worker-0|api)\s+pid (\d+)", output, re.MULTILINE))
+        api = re.search(r"OpenAI API (http://\S+/v1)", output).group(1)
         os.kill(int(pids["worker-0"]), signal.SIGKILL)  # a crash, not a stop
+        lines = read_until(process, "the worker-0 is back", timeout=240)
+        assert f"the worker-0 (pid {pids['worker-0']}) exited with code -9; restarting it in 1.0 s" in lines, lines
+        assert process.poll() is None  # still running
+        status, body = http("POST", api + "/chat/completions",
+                            {"model": tiny_model_dir.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})  # fmt: skip
+        assert status == 200, body
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, rest
+    assert all(gone(int(pid)) for pid in [pids["controller"], pids["api"]])
+    assert "--stream-interval 4" in (logs / "worker-0.out").read_text().splitlines()[0]  # --worker-args got there
+
+
+def read_until(process: subprocess.Popen, text: str, timeout: float) -> str:
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            break
+    return "".join(lines)
+
+
+def test_up_gives_up_on_a_worker_that_keeps_crashing(tiny_model_dir, tmp_path, new_log_dir):
+    """A worker that dies again at every start (here: its model file broke) ends `up` with one clear error."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    fast = tmp_path / "fast.yaml"
+    settings = (ROOT / "serve" / "settings.yaml").read_text(encoding="utf-8")
+    fast.write_text(
+        settings.replace("backoff_s: 1.0", "backoff_s: 0.2").replace("max_fast_crashes: 5", "max_fast_crashes: 2")
+    )
+    logs = new_log_dir("cli-give-up")
+    process, output = start_up("--model", str(model), "--no-web", "--device", "cpu", "--log-dir", str(logs),
+                               "--settings", str(fast))  # fmt: skip
+    try:
+        assert "Ctrl-C stops everything" in output, output
+        pids = dict(re.findall(r"^(controller|worker-0|api)\s+pid (\d+)", output, re.MULTILINE))
+        (model / "model.safetensors").write_bytes(b"not a safetensors file")
+        os.kill(int(pids["worker-0"]), signal.SIGKILL)
+        rest, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, rest
+    assert "2 crashes in a row" in rest and "giving up" in rest and "stopping the stack" in rest, rest
+    assert "Error" in rest  # the end of the worker's log comes along
+    assert all(gone(int(pid)) for pid in pids.values())
+
+
+def test_up_with_no_restart_stops_everything_when_a_part_dies(tiny_model_dir, new_log_dir):
+    process, output = start_up("--model", str(tiny_model_dir), "--no-web", "--device", "cpu", "--no-restart",
+                               "--log-dir", str(new_log_dir("cli-no-restart")))  # fmt: skip
+    try:
+        assert "Ctrl-C stops everything" in output, output
+        pids = dict(re.findall(r"^(controller|worker-0|api)\s+pid (\d+)", output, re.MULTILINE))
+        os.kill(int(pids["worker-0"]), signal.SIGKILL)
         rest, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -115,7 +198,6 @@ def test_up_stops_everything_and_exits_1_when_a_part_dies(tiny_model_dir, new_lo
     assert process.returncode == 1
     assert f"the worker-0 (pid {pids['worker-0']}) exited with code -9; stopping the stack" in rest
     assert all(gone(int(pid)) for pid in pids.values())
-    assert "--stream-interval 4" in (logs / "worker-0.out").read_text().splitlines()[0]  # --worker-args got there
 
 
 def test_up_exits_non_zero_naming_the_part_that_failed(tiny_model_dir, tmp_path, new_log_dir):
@@ -143,6 +225,6 @@ def test_the_controller_exits_when_its_port_is_taken():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        done = serve("serve.controller", "--port", str(taken.getsockname()[1]), timeout=60)
+        done = serve("serve.controller", "--port", str(taken.getsockname()[1]), timeout=60, secret=True)
     assert done.returncode == 3  # uvicorn's "startup failed"
     assert "address already in use" in done.stdout + done.stderr

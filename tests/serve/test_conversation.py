@@ -77,7 +77,12 @@ def test_our_adapter_goes_before_fastchats_substring_matches(settings):
 
 
 def test_the_running_worker_hands_out_this_template(stack):
-    status, body = http("POST", stack.workers[0].url + "/worker_get_conv_template", {"model": stack.model_name})
+    status, body = http(
+        "POST",
+        stack.workers[0].url + "/worker_get_conv_template",
+        {"model": stack.model_name},
+        headers=stack.internal_headers,
+    )
     conv = body["conv"]
     assert status == 200 and conv["name"] == "bimedix"
     assert conv["system_message"] == system_message() and conv["system_template"] == "[INST] {system_message}\n\n"

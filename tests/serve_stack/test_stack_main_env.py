@@ -20,6 +20,7 @@ from serve.stack import ServeStack
 
 
 def test_importing_the_stack_needs_the_standard_library_only():
+    """Importing needs nothing else; reading the settings file (YAML) needs PyYAML, which both environments have."""
     code = (
         "import sys; import serve.stack\n"
         "ours = ('serve', 'bimedix', '__main__')\n"
@@ -30,6 +31,12 @@ def test_importing_the_stack_needs_the_standard_library_only():
     done = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+    settings = code.replace("import serve.stack", "import serve.stack; serve.stack.load_settings()")
+    done = subprocess.run([sys.executable, "-c", settings], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # PyYAML (its C part is Cython), and what site.py brings (setuptools' distutils hack).
+    allowed = {"yaml", "_yaml", "cython_runtime", "_distutils_hack"}
+    assert {m.split(".")[0] for m in eval(done.stdout) if not m.startswith("_cython_")} <= allowed, done.stdout
 
 
 def test_brings_the_stack_up_and_chats_from_the_main_environment(tiny_model_dir, tmp_path, monkeypatch):
@@ -62,15 +69,17 @@ def test_brings_the_stack_up_and_chats_from_the_main_environment(tiny_model_dir,
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[api]\nmax_tokenz = 3\n", "[api] has unknown key(s) ['max_tokenz']"),
-        ("[api]\nmax_tokens = '3'\n", "[api] max_tokens = '3' is not a int"),
-        ("[apis]\n", "unknown section(s) ['apis']"),
-        ("[api\n", "not valid TOML"),
-        ("[api]\ndefault_max_tokens = 9000\n", "default_max_tokens exceeds api.max_tokens"),
+        ("api:\n  max_tokenz: 3\n", "api has unknown key(s) ['max_tokenz']"),
+        ("api:\n  max_tokens: '3'\n", "api.max_tokens = '3' is not a int"),
+        ("supervise:\n  restart: 'yes'\n", "supervise.restart = 'yes' is not a bool"),
+        ("apis: {}\n", "unknown section(s) ['apis']"),
+        ("api: [\n", "not valid YAML"),
+        ("- api\n", "expected a mapping of sections"),
+        ("api:\n  default_max_tokens: 9000\n", "default_max_tokens exceeds api.max_tokens"),
     ],
 )
 def test_a_bad_settings_file_is_refused_naming_the_file_and_key(tmp_path, text, message):
-    path = tmp_path / "settings.toml"
+    path = tmp_path / "settings.yaml"
     path.write_text(text)
     with pytest.raises(ServeError) as refused:
         load_settings(path)
@@ -78,8 +87,17 @@ def test_a_bad_settings_file_is_refused_naming_the_file_and_key(tmp_path, text, 
 
 
 def test_loopback_rule():
-    assert all(is_loopback(h) for h in ["127.0.0.1", "127.1.2.3", "::1", "localhost", "[::1]"])
-    assert not any(is_loopback(h) for h in ["0.0.0.0", "::", "10.0.0.5", "example.org", ""])
+    """By address, not by spelling: 127.1 is 127.0.0.1 (it was refused as a non-loopback host)."""
+    spellings = ["127.0.0.1", "127.1.2.3", "127.1", "2130706433", "0x7f.1", "::1", "[::1]", "::ffff:127.0.0.1",
+                 "localhost", "LOCALHOST"]  # fmt: skip
+    assert [h for h in spellings if not is_loopback(h)] == []
+    assert [h for h in ["0.0.0.0", "::", "10.0.0.5", "::ffff:10.0.0.5", "128.0.0.1", "", " "] if is_loopback(h)] == []
+
+
+def test_a_loopback_host_in_any_spelling_needs_no_keys(tiny_model_dir, tmp_path):
+    ServeStack(tiny_model_dir, host="127.1", log_dir=tmp_path / "never")  # no ServeError: loopback
+    with pytest.raises(ServeError, match="without API keys"):
+        ServeStack(tiny_model_dir, host="0.0.0.0", log_dir=tmp_path / "never")
 
 
 def test_refusals_before_anything_starts(tiny_model_dir, tmp_path):
