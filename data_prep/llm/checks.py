@@ -17,6 +17,8 @@ Structural checks (on the reply, before any back-translation), per segment:
 - numbers: after restoring, the same numbers as the source (notation.number_differences: Arabic
   digits and separators, numbers 0-10 written as words);
 - lines: the same number of non-blank lines as the source segment (lists keep their shape);
+- sentences: no fewer sentences than the source unless the length shows they were merged (a
+  segment with fewer sentences and a length ratio under `dropped_sentence_ratio` lost one);
 - markup: no HTML tag or entity that the source does not have.
 QA (on the back-translation): chrf, the chrF of the back-translation against the source (sacrebleu
 chrF2, lower-cased, over all segments of the item) >= min_chrf; length_ratio, the Arabic/English
@@ -38,7 +40,7 @@ from sacrebleu.metrics import CHRF
 
 from data_prep.llm.config import QASettings
 from data_prep.llm.glossary import Glossary
-from data_prep.llm.notation import arabic_share, english_runs, number_differences, without_glosses
+from data_prep.llm.notation import arabic_share, english_runs, number_differences, sentences, without_glosses
 from data_prep.llm.protect import Protected, Protector, placeholders_in, restore
 
 _SEGMENT = re.compile(r'<seg id="([^"]+)">(.*?)</seg>', re.DOTALL)
@@ -56,6 +58,7 @@ CHECKS = {
     "glossary": "every glossary term in one of its Arabic forms",
     "numbers": "the same numbers as the source",
     "lines": "the same number of lines as the source",
+    "sentences": "no fewer sentences than the source, unless the length says they were merged",
     "markup": "no HTML tag or entity the source does not have",
     "length_ratio": "the Arabic/English length ratio of each long segment in range",
     "chrf": "the back-translation's chrF against the source",
@@ -196,6 +199,26 @@ def line_failures(key: str, source: str, restored: str) -> list[Failure]:
     return []
 
 
+def sentence_failures(key: str, source: str, restored: str, qa: QASettings) -> list[Failure]:
+    """Fewer sentences than the source and shorter than most translations: a sentence was dropped.
+
+    Translators merge an exam question's sentences ("A patient has X. Which sign?" -> one
+    question) and keep the length; a dropped sentence takes its length with it. The ratio gate
+    (`dropped_sentence_ratio`) is the lower quartile of the ratios of real translations."""
+    want, got = sentences(source, "en"), sentences(restored, "ar")
+    ratio = len(without_glosses(restored)) / max(1, len(source))
+    if want >= 2 and got < want and ratio < qa.dropped_sentence_ratio:
+        return [
+            Failure(
+                "sentences",
+                f"{key}: {got} sentence(s) where the source has {want}, and {ratio:.2f} times its length; "
+                "a sentence seems dropped: translate every sentence",
+                key,
+            )
+        ]
+    return []
+
+
 def markup_failures(key: str, source: str, restored: str) -> list[Failure]:
     """HTML tags or entities in the translation that the source does not have (leaked from a tool)."""
     leaked = sorted(set(_MARKUP.findall(restored)) - set(_MARKUP.findall(source)))
@@ -226,6 +249,7 @@ def structural_failures(
         if not marks:  # a lost or moved placeholder is already named; its number would be named twice
             failures += number_failures(key, source[key], restored)
         failures += line_failures(key, source[key], restored)
+        failures += sentence_failures(key, source[key], restored, qa)
         failures += markup_failures(key, source[key], restored)
     return failures
 
@@ -293,7 +317,7 @@ def qa_failures(scores: QAScores, source: dict[str, str], qa: QASettings) -> lis
 # A translation made elsewhere, checked as the stage would check a reply.
 
 # The checks that need no model and apply to a translation whose translator never saw placeholders.
-FINISHED_CHECKS = ("arabic_share", "english_run", "glossary", "numbers", "lines", "markup", "length_ratio")
+FINISHED_CHECKS = ("arabic_share", "english_run", "glossary", "numbers", "lines", "sentences", "markup", "length_ratio")
 
 
 def place_placeholders(translation: str, protected: str, table: Protected) -> str:
@@ -368,6 +392,7 @@ def finished_translation_failures(
         restored = translation[key]
         failures += number_failures(key, source[key], restored)
         failures += line_failures(key, source[key], restored)
+        failures += sentence_failures(key, source[key], restored, qa)
         failures += markup_failures(key, source[key], restored)
     failures += length_failures(length_ratios(source, translation), source, qa)
     return failures

@@ -56,6 +56,14 @@ _SPACE_THOUSANDS = regex.compile(r"(?<![\d.,])\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?
 _NUMBER = regex.compile(r"(?<![\d.,])(?:\d+(?:[.,]\d+)*|(?<![\p{L}\p{N}])\.\d+)")
 _THOUSANDS = regex.compile(r"^\d{1,3}(?:,\d{3})+$")
 _WORD = regex.compile(r"[\p{L}\p{M}]+")
+# Sentence ends: English . ! ? before a space and a capital, a digit or an opening quote (not after
+# an initial or a common abbreviation); Arabic . ! ? ؟ before a space (not after a Latin initial:
+# "E. coli"). A piece with no letter or digit (". . .") is not a sentence.
+_ENGLISH_END = regex.compile(
+    r"(?<!\b(?:[A-Z]|e\.g|i\.e|vs|Dr|Mr|Mrs|Ms|St|al|approx|Fig|No))[.!?…]+[\"”’')\]]*(?=\s+[\"“'(\[]?[A-Z0-9])"
+)
+_ARABIC_END = regex.compile(r"(?<!(?<!\p{L})\p{Script=Latin})[.!?؟…]+[\"”’')\]»]*(?=\s+\S)")
+_CONTENT = regex.compile(r"[\p{L}\p{N}]")
 
 
 def prose(text: str, single_letters: bool = False) -> str:
@@ -104,6 +112,35 @@ def without_glosses(text: str) -> str:
         return "" if _ARABIC_LETTER.search(text[: match.start()]) else match.group(0)
 
     return regex.sub(r"\s?" + _PARENTHESES.pattern, gloss, text)
+
+
+def split_sentences(text: str, language: str) -> list[str]:
+    """The sentences of `text` ("en": an English source, "ar": an Arabic translation), each with its
+    end mark; a piece without letters or digits joins the sentence next to it."""
+    ends = _ENGLISH_END if language == "en" else _ARABIC_END
+    text = text.strip()
+    pieces, start = [], 0
+    for match in ends.finditer(text):
+        pieces.append(text[start : match.end()].strip())
+        start = match.end()
+    pieces.append(text[start:].strip())
+    out: list[str] = []
+    pending = ""
+    for piece in filter(None, pieces):
+        if not _CONTENT.search(piece):
+            if out:
+                out[-1] = f"{out[-1]} {piece}"
+            else:
+                pending = f"{pending} {piece}".strip()
+            continue
+        out.append(f"{pending} {piece}".strip())
+        pending = ""
+    return out or ([pending] if pending else [])
+
+
+def sentences(text: str, language: str) -> int:
+    """How many sentences `text` has (split_sentences)."""
+    return len(split_sentences(text, language))
 
 
 def _value(number: str) -> str:

@@ -30,9 +30,9 @@ from pathlib import Path
 import pandas as pd
 
 from data_prep.llm.files import json_line, read_jsonl, sha256_file, sha256_text, write_if_changed
+from data_prep.llm.notation import number_differences
 from data_prep.llm.protect import PLACEHOLDER
 from data_prep.llm.records import PARSE_KIND
-from data_prep.llm.text import numbers
 
 REVIEW_COLUMNS = [
     "id",
@@ -297,7 +297,8 @@ def _read_reviewed(path: Path) -> list[tuple[str, dict]]:
 def edit_warnings(source: str, edit: str, segment: str) -> list[str]:
     """Checks an edit does not need to pass (the reviewer wins) but that are worth a second look."""
     warnings = []
-    if numbers(source) != numbers(edit):
+    missing, extra = number_differences(source, edit)  # as the numbers check compares them
+    if missing or extra:
         warnings.append(f"{segment}: the edit's numbers differ from the source's")
     if PLACEHOLDER.search(edit):
         warnings.append(f"{segment}: the edit contains a placeholder ⟦n⟧; write the real text")
