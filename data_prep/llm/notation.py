@@ -12,6 +12,8 @@ and must not count as a changed number:
   ("10 000"), "1.0" for "1", ".10" for "0.10", digits inside formulas and abbreviations ("CO2", "C4");
 - the numbers 0 to 10 written as words on the other side ("1 minute" = "دقيقة واحدة"; "Stage 1" =
   "المرحلة الأولى"; numerals.yaml lists the words).
+It also counts sentences (the sentences check): an English "e.g." or "Vitamin K." and an Arabic
+"E. coli" end none, and ". . ." alone is no sentence.
 
 Everything here only decides checks; nothing rewrites what is written to an output file. The
 script and digit primitives come from text.py.
