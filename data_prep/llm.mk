@@ -9,9 +9,11 @@ LLM_ENDPOINT ?=
 LLM_FLAGS ?=
 REVIEWED ?=
 LLM_FAKE_PORT ?= 8765
+# Real English/Arabic MMLU files for bench-qa (without them it runs on benchmarks/qa_sample/, and says so)
+QA_REALDATA ?= ../shared/realdata
 LLM_ENDPOINT_FLAG = $(if $(LLM_ENDPOINT),--endpoint $(LLM_ENDPOINT))
 
-.PHONY: translate synthesize review-export review-import llm-fake-server test-llm bench-llm
+.PHONY: translate synthesize review-export review-import llm-fake-server test-llm bench-llm bench-qa
 translate: env ## Translate LLM_INPUT (LLM_FORMAT) to Arabic with QA; outputs and review queue in LLM_RUN/translate
 	@$(PY) -m data_prep.llm translate --input $(LLM_INPUT) --format $(LLM_FORMAT) --out $(LLM_RUN)/translate $(LLM_ENDPOINT_FLAG) $(LLM_FLAGS)
 
@@ -32,3 +34,6 @@ test-llm: env ## Tests of the LLM stages only (offline, fault-injection server o
 
 bench-llm: env ## Throughput of the LLM client vs a 200 ms server: capacity ratio, speed-up, overhead per item
 	@$(PY) benchmarks/llm_throughput.py
+
+bench-qa: env ## Translation QA on real EN/AR MMLU pairs (QA_REALDATA): reject rates, corruptions caught -> results/qa_calibration.json
+	@$(PY) benchmarks/bench_qa.py --realdata $(QA_REALDATA) --out results/qa_calibration.json

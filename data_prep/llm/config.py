@@ -60,8 +60,9 @@ class ClientSettings:
 @dataclass(frozen=True)
 class QASettings:
     min_chrf: float = 50.0
-    length_ratio: tuple[float, float] = (0.5, 2.0)
+    length_ratio: tuple[float, float] = (0.4, 2.0)
     length_ratio_min_chars: int = 20
+    dropped_sentence_ratio: float = 0.71
     min_arabic_ratio: float = 0.6
     max_english_run_words: int = 3
     check_glossary: bool = True

@@ -2,13 +2,17 @@
 
 `Protector.protect(text)` replaces, in this order, line-leading markdown markers (headings,
 bullets, numbered items, quotes), the verbatim patterns of protect.yaml (option letters referred
-to in the text: "(B)", "A and C"), URLs and inline code, emphasis markers and table pipes, kept
-terms and drug names (protect.yaml), abbreviations (two or more capitals, or a capital and a
-digit: ECG, HbA1c, COPD, T4, B12), and numbers with their units (doses, lab values, vital signs,
-ranges such as 120/80 mmHg) by ⟦1⟧, ⟦2⟧, ...; the numbering continues across the segments of
-one item, so a placeholder moved into another segment is caught. `restore` puts the originals
-back. Text that already contains the placeholder brackets or the segment tags cannot be protected
-safely and raises UnprotectableText.
+to in the text: "(B)", "A and C"), URLs and inline code, fill-in blanks (a run of three or more
+underscores, one placeholder), emphasis markers and table pipes, kept terms and drug names
+(protect.yaml), formulas written with a leading count (2CO2, 16ATP), abbreviations (two or more
+capitals, or a capital and a digit: ECG, HbA1c, COPD, T4, B12), and numbers with their units
+(doses, lab values, vital signs, ranges such as 120/80 mmHg) by ⟦1⟧, ⟦2⟧, ...; the numbering
+continues across the segments of one item, so a placeholder moved into another segment is caught.
+Every rule matches whole tokens: a number glued to letters (the 2 of CO2, the 10 of q10) or a kept
+word inside a longer word is left alone. A kept term written with a capital (Gram, Apgar) matches
+that case only, so the unit "gram" is translated; one written in lower case matches any case.
+`restore` puts the originals back. Text that already contains the placeholder brackets or the
+segment tags cannot be protected safely and raises UnprotectableText.
 """
 
 from __future__ import annotations
@@ -68,12 +72,22 @@ class Protector:
         self._patterns = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
         number = r"[<>≤≥±~]?\d+(?:[.,]\d+)*"
         unit = rf"(?:\s?(?:{_alternation(units)})(?![\w/]))" if units else ""
-        # a number, an optional range or ratio (120/80, 5-10, 2–3), an optional unit
-        self._number = re.compile(rf"{number}(?:\s?[/\-–]\s?{number})?{unit}?")
+        # a whole number (not glued to letters or digits), an optional range or ratio (120/80, 5-10,
+        # 2–3), an optional unit
+        self._number = re.compile(
+            rf"(?<![\w.,]){number}(?:\s?[/\-–]\s?{number}(?![\w.,]|[.,]\d))?(?:{unit}|(?![\w]|[.,]\d))"
+        )
         self._url = re.compile(r"https?://\S+|`[^`\n]+`")
         self._markdown_line = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|[-*+][ \t]+|\d+[.)][ \t]+|>[ \t]?)", re.MULTILINE)
-        self._markdown_inline = re.compile(r"\*\*|__|\|")
-        self._keep = re.compile(rf"(?<![\w-])(?:{_alternation(keep)})(?![\w-])", re.IGNORECASE) if keep else None
+        self._blank = re.compile(r"_{3,}")
+        self._markdown_inline = re.compile(r"(?<!_)__(?!_)|\*\*|\|")
+        self._formula = re.compile(r"(?<![\w-])\d+[A-Z][A-Za-z0-9]*(?![\w-])")
+        # Kept terms: lower-case entries match any case; entries with a capital match as written.
+        anycase = [w for w in keep if w == w.lower()]
+        exact = [w for w in keep if w != w.lower()]
+        alternatives = [f"(?i:{_alternation(anycase)})"] if anycase else []
+        alternatives += [_alternation(exact)] if exact else []
+        self._keep = re.compile(rf"(?<![\w-])(?:{'|'.join(alternatives)})(?![\w-])") if keep else None
         self._stems = (
             re.compile(rf"(?<![\w-])[A-Za-z]{{2,}}(?:{_alternation(drug_stems)})s?(?![\w-])", re.IGNORECASE)
             if drug_stems
@@ -120,9 +134,11 @@ class Protector:
             (self._markdown_line, None),  # first: it anchors on line starts, which later splits would fake
             (self._patterns, None),
             (self._url, None),
+            (self._blank, None),
             (self._markdown_inline, None),
             (self._keep, None),
             (self._stems, None),
+            (self._formula, None),
             (self._abbreviation, self._is_abbreviation),
             (self._number, None),
         ]

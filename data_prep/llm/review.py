@@ -1,7 +1,9 @@
 """Human refinement of translations: export the review queue, import reviewed files, build the outputs.
 
 The queue has one row per segment (question, option:A, ..., turn:3:assistant) of every item the
-automatic QA did not pass, with the columns of REVIEW_COLUMNS. A reviewer fills in two of them:
+automatic QA did not pass, with the columns of REVIEW_COLUMNS: `reason` holds the failures of that
+segment and of the whole item, `checks` the names of the checks that failed (checks.CHECKS), so a
+queue can be split by check. A reviewer fills in two of them:
 - `edited_translation`: the corrected Arabic text (with real numbers and names, no placeholders);
 - `verdict`: `accept` (the machine translation is right as it is) or `reject` (drop the item);
   left empty with an edit, the edit counts.
@@ -28,9 +30,9 @@ from pathlib import Path
 import pandas as pd
 
 from data_prep.llm.files import json_line, read_jsonl, sha256_file, sha256_text, write_if_changed
+from data_prep.llm.notation import number_differences
 from data_prep.llm.protect import PLACEHOLDER
 from data_prep.llm.records import PARSE_KIND
-from data_prep.llm.text import numbers
 
 REVIEW_COLUMNS = [
     "id",
@@ -43,6 +45,7 @@ REVIEW_COLUMNS = [
     "item_chrf",
     "length_ratio",
     "reason",
+    "checks",
     "source_sha",
     "machine_sha",
     "verdict",
@@ -203,6 +206,12 @@ def _segment_reasons(reasons: list[str], segment: str, segments: list[str]) -> s
     return " | ".join(own + general)
 
 
+def _segment_checks(failures: list[dict], segment: str) -> str:
+    """The checks that failed on this segment or on the whole item, in the order they ran."""
+    names = [f["check"] for f in failures if f.get("segment") in (segment, None)]
+    return ", ".join(dict.fromkeys(names))
+
+
 def queue_rows(run_dir: Path, include_all: bool = False) -> list[dict]:
     load_run(run_dir)  # a clear error when run_dir is not a run folder
     reviews = load_reviews(run_dir)
@@ -231,6 +240,7 @@ def queue_rows(run_dir: Path, include_all: bool = False) -> list[dict]:
                         "item_chrf": scores.get("chrf", ""),
                         "length_ratio": (scores.get("length_ratio") or {}).get(segment, ""),
                         "reason": _segment_reasons(row["reasons"], segment, segments),
+                        "checks": _segment_checks(row.get("failures", []), segment),
                         "source_sha": row["source_sha"][segment],
                         "machine_sha": _short_sha(machine),
                         "verdict": verdict,
@@ -287,7 +297,8 @@ def _read_reviewed(path: Path) -> list[tuple[str, dict]]:
 def edit_warnings(source: str, edit: str, segment: str) -> list[str]:
     """Checks an edit does not need to pass (the reviewer wins) but that are worth a second look."""
     warnings = []
-    if numbers(source) != numbers(edit):
+    missing, extra = number_differences(source, edit)  # as the numbers check compares them
+    if missing or extra:
         warnings.append(f"{segment}: the edit's numbers differ from the source's")
     if PLACEHOLDER.search(edit):
         warnings.append(f"{segment}: the edit contains a placeholder ⟦n⟧; write the real text")

@@ -26,6 +26,7 @@ from pathlib import Path
 from data_prep.llm import review
 from data_prep.llm.cache import Cache
 from data_prep.llm.checks import (
+    Failure,
     format_segments,
     parse_segments,
     qa_failures,
@@ -55,6 +56,7 @@ class Outcome:
     back_translation: dict[str, str] = field(default_factory=dict)
     scores: dict | None = None
     reasons: list[str] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)  # the reasons with their check and segment (Failure.to_row)
     rounds: int = 0
     history: list[dict] = field(default_factory=list)
 
@@ -110,7 +112,9 @@ class Translator:
             problems += [f"{key}: {note}" for note in notes]
         return found, problems
 
-    async def _evaluate(self, found, problems, protected, table, terms, source) -> tuple[dict, dict, dict | None, list]:
+    async def _evaluate(
+        self, found, problems, protected, table, terms, source
+    ) -> tuple[dict, dict, dict | None, list[Failure]]:
         """Checks, then (when they pass) back-translation and QA: (translation, back, scores, failures)."""
         qa = self.settings.translate.qa
         failures = segment_failures(list(protected), found, problems)
@@ -130,7 +134,9 @@ class Translator:
         failures = qa_failures(scored, source, qa)
         lost = [k for k in protected if k not in back_found]
         if lost:
-            failures.append(f"the back-translation lost segments {', '.join(lost)}; translate again")
+            failures.append(
+                Failure("back_translation", f"the back-translation lost segments {', '.join(lost)}; translate again")
+            )
         return translation, back, dataclasses.asdict(scored), failures
 
     async def translate(self, item: Item, where: str) -> Outcome:
@@ -144,16 +150,18 @@ class Translator:
             return outcome
         terms = []
         for text in protected.values():
-            terms += [term for term in self.glossary.find(text) if term not in terms]
+            terms += [term for term in self.glossary.prompt_terms(text) if term not in terms]
         glossary = [(term.english, term.preferred) for term in terms]
-        failures: list[str] = []
+        failures: list[Failure] = []
         previous = ""
         best: dict | None = None
 
         def keep(label, found, evaluated):
             nonlocal best
             translation, back, scores, reasons = evaluated
-            outcome.history.append({"round": label, "reasons": reasons, "chrf": scores and scores["chrf"]})
+            outcome.history.append(
+                {"round": label, "reasons": [str(r) for r in reasons], "chrf": scores and scores["chrf"]}
+            )
             # the most complete, then the least failing, then the latest
             rank = (sum(k not in translation for k in protected), len(reasons))
             if best is None or rank <= best["rank"]:
@@ -181,7 +189,8 @@ class Translator:
             merged = {k: v for k, v in best["found"].items() if k in protected} | found
             keep("per-segment", merged, await self._evaluate(merged, problems, protected, table, terms, outcome.source))
         outcome.translation, outcome.back_translation = best["translation"], best["back"]
-        outcome.scores, outcome.reasons = best["scores"], best["reasons"]
+        outcome.scores, outcome.reasons = best["scores"], [str(r) for r in best["reasons"]]
+        outcome.failures = [r.to_row() for r in best["reasons"]]
         outcome.status = "machine" if not outcome.reasons else "review"
         return outcome
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data_prep.llm.review import ReviewError, export_queue, import_reviews
+from data_prep.llm.review import REVIEW_COLUMNS, ReviewError, export_queue, import_reviews
 from data_prep.llm.testing.fake_server import FakeServer
 from data_prep.llm.translate import TranslateRun, run_translation
 
@@ -142,3 +142,21 @@ def test_an_edit_with_other_numbers_is_kept_with_a_warning(tmp_path, endpoint_fo
     edit = "رجل عمره ٤١ عامًا يعاني من ألم في الرضفة"
     report = import_reviews(out, [reviewed_csv(out, tmp_path / "n.csv", {("t-003", "question"): ("", edit)})])
     assert report.warnings == [f"{tmp_path / 'n.csv'}:row 2: question: the edit's numbers differ from the source's"]
+
+
+def test_every_queued_item_is_routed_with_the_failing_check_named(tmp_path, endpoint_for, settings):
+    from data_prep.llm.checks import CHECKS
+
+    out = translate(tmp_path, endpoint_for, settings)
+    frame = pd.read_csv(out / "review" / "queue.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert list(frame.columns) == REVIEW_COLUMNS
+    assert set(frame["id"]) == {"t-003"}  # the item whose words the fake translator does not know
+    named = {name for cell in frame["checks"] if cell for name in cell.split(", ")}
+    assert named and named <= set(CHECKS)
+    ledger = [json.loads(line) for line in (out / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
+    row = next(r for r in ledger if r["id"] == "t-003")
+    assert row["reasons"] == [f["message"] for f in row["failures"]]
+    for failure in row["failures"]:  # each failure reaches the segment it names, under its check's name
+        shown = frame[frame["segment"] == failure["segment"]] if failure["segment"] else frame
+        assert all(failure["check"] in cell.split(", ") for cell in shown["checks"])
+        assert all(failure["message"] in cell for cell in shown["reason"])
