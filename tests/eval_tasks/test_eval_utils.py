@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bimedix.arabic import fold as normalise
+from bimedix.mcq import answer_index as parse_answer_key
 from eval_tasks import utils
-from eval_tasks.text import normalise, parse_answer_key
 
 RLM, LRM, TATWEEL = "\u200f", "\u200e", "\u0640"
 
