@@ -38,6 +38,7 @@ import orjson
 from bimedix.audit import FileAudit
 from bimedix.chat import system_message
 from bimedix.formats import SourceFile, decode, iter_rows, mmlu_subject
+from data_prep.card import write_card
 from data_prep.config import Mix, Settings, display, source_files
 from data_prep.decontam import EvalIndex, sha256_file
 from data_prep.dedup import MinHasher, Words, sequence_hashes, word_hashes
@@ -440,8 +441,6 @@ def build_variant(
     workers: int | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Built:
-    from data_prep.card import write_card
-
     jobs, sources = _plan(mix, settings)
     dedup = settings.dedup
     state = State(

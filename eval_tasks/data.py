@@ -369,12 +369,14 @@ def pubmedqa_test_split(rows: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
     Re-run here on the hub copy, whose rows keep ori_pqal.json's order (checked by sha256 by the caller).
     """
     rnd = random.Random(0)
-    by_label: dict[str, list[int]] = {"yes": [], "no": [], "maybe": []}
+    pubmedqa = formats.FORMATS["pubmedqa"]
+    by_label: dict[int, list[int]] = {0: [], 1: [], 2: []}  # yes, no, maybe
     for position, (line, row) in enumerate(rows):
-        decision = str(_row_value(row, "final_decision") or "").strip().lower()
-        if decision not in by_label:
-            raise EvalDataError(f"row {line}: final_decision {decision!r} is not yes / no / maybe")
-        by_label[decision].append(position)
+        item = pubmedqa.convert(row, Context(), line)
+        if isinstance(item, formats.Reject) or item.kind != "mcq":
+            reason = item.reason if isinstance(item, formats.Reject) else "no final_decision"
+            raise EvalDataError(f"row {line}: {reason}; the PubMedQA test split needs every labelled row")
+        by_label[item.answer].append(position)
     halves: list[list[int]] = [[], []]
     for positions in by_label.values():
         rnd.shuffle(positions)

@@ -215,7 +215,18 @@ def test_hub_unknown_layout_names_the_columns(fake_hub):
 
 def test_pubmedqa_test_split_reproduces_the_authors_procedure(fake_hub):
     """500 of 1000, half of each label, deterministic; and a wrong row order is caught by the sha256."""
-    rows = [(i + 1, {"pubid": i, "final_decision": ("yes", "no", "maybe")[i % 3]}) for i in range(1000)]
+    rows = [
+        (
+            i + 1,
+            {
+                "pubid": i,
+                "question": f"Q{i}?",
+                "context": {"contexts": ["c"]},
+                "final_decision": ("yes", "no", "maybe")[i % 3],
+            },
+        )
+        for i in range(1000)
+    ]
     test = data.pubmedqa_test_split(rows)
     assert len(test) == 500 and test == data.pubmedqa_test_split(rows)  # 167 + 166 + 166, then one moved over
     assert len({r["pubid"] for _, r in test}) == 500
