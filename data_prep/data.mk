@@ -19,3 +19,7 @@ data: tiny-model ## Build data/processed/{bilingual,arabic,english} from the emb
 .PHONY: bench-data
 bench-data: env ## Benchmark the data build at BiMed1.3M size against a tokenizer-only pass (BENCH_DATA_RECORDS=...)
 	$(PY) benchmarks/bench_data.py --records $(BENCH_DATA_RECORDS)
+
+.PHONY: bench-formats
+bench-formats: env ## Every real file in ../shared/realdata through data_prep convert and eval_tasks check-data: same items, same gold letters
+	$(PY) benchmarks/bench_formats.py

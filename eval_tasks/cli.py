@@ -121,18 +121,27 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     source = data.resolve_source(_given(args.data) or "sample", _given(args.data_root))
     gate = _gate(args)
     names = [t.strip() for t in (_given(args.tasks) or "").split(",") if t.strip()] or list(registry.all_tasks())
-    if source.kind == "local":
+    if _given(args.tasks):
+        pass
+    elif source.kind != "hub":  # every task the index (or the sample's) lists
         indexed = {e.task for e in data.read_index(source.index)}
-        names = [n for n in names if n in indexed] if not _given(args.tasks) else names
-    elif not _given(args.tasks):
+        names = [n for n in names if n in indexed]
+    else:  # every task with a hub source
         names = [n for n in names if not registry.benchmark(registry.parse_task(n).benchmark).local_only]
     per_file_total: dict[str, int] = {}
     per_file_selected: Counter = Counter()
     print(f"{'task':40} {'source':58} {'in file':>7} {'selected':>8} {'scored':>6} {'rejected':>8}")
     total_scored = total_rejected = 0
     problems: list[str] = []
+    scored: list[dict] = []
     for name in names:
-        _, report = data.load_records(name, source)
+        items, report = data.load_records(name, source)
+        position = 0
+        for sub in report.sources:  # the items come source by source, in order
+            for item in items[position : position + sub.rows_scored]:
+                scored.append({"task": name, "file": sub.source, "line": item.line, "letter": item.letter,
+                               "options": len(item.options), "id": item.id})  # fmt: skip
+            position += sub.rows_scored
         for sub in report.sources:
             print(
                 f"{name:40} {sub.source[-58:]:58} {sub.rows_in_source:7} {sub.rows_selected:8} {sub.rows_scored:6} {len(sub.rejects):8}"
@@ -157,8 +166,19 @@ def cmd_check_data(args: argparse.Namespace) -> int:
             print(
                 f"  {file}: {total} rows, {per_file_selected[file]} selected by the tasks above, {total - per_file_selected[file]} by none"
             )
+    if args.items:
+        _write_items(Path(args.items), scored)
     data.refuse(problems, flags="--max-rejected / --max-repeated")
     return 0
+
+
+def _write_items(path: Path, scored: list[dict]) -> None:
+    """Every scored item, one JSON line each: task, file, line, gold letter (what a run would score)."""
+    import json
+
+    with open(path, "w", encoding="utf-8") as out:
+        for row in scored:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -227,6 +247,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--tasks", help="comma-separated task names (default: every task the source lists)")
     check.add_argument("--show-rejects", type=int, default=5, help="rejected rows to list per source (default 5)")
     _limit_flags(check)
+    check.add_argument("--items", help="write every scored item here (JSON lines: task, file, line, gold letter)")
     check.set_defaults(func=cmd_check_data)
 
     lst = sub.add_parser("list", help="the groups and their tasks")
