@@ -311,7 +311,7 @@ def test_a_later_copy_is_used_once_and_a_conflicting_gold_answer_is_named():
     assert [(line, r.code) for line, r in read.rejects] == [(2, "duplicate"), (3, "duplicate")]
     assert (
         read.rejects[1][1].reason
-        == "repeats line 1 (same question and options); its gold answer differs (A here, B there): line 1 is used"
+        == "repeats line 1 (same question and options); its gold answer differs (A 'Thiamine' here, B 'Pyridoxine' there): line 1 is used"
     )
 
 

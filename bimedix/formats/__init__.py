@@ -220,7 +220,8 @@ def convert_rows(
 def duplicate_reject(first: Item, later: Item) -> Reject:
     reason = f"repeats line {first.line} (same question and options)"
     if first.kind == "mcq" and fold(first.options[first.answer]) != fold(later.options[later.answer]):
-        reason += f"; its gold answer differs ({later.letter} here, {first.letter} there): line {first.line} is used"
+        here, there = later.options[later.answer][:40], first.options[first.answer][:40]
+        reason += f"; its gold answer differs ({later.letter} {here!r} here, {first.letter} {there!r} there): line {first.line} is used"
     return Reject("duplicate", reason)
 
 

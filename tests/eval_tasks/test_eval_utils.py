@@ -1,4 +1,4 @@
-"""eval_tasks/utils.py (the tasks' prompt and scoring functions) and eval_tasks/text.py, with Arabic edge cases."""
+"""eval_tasks/utils.py (the tasks' prompt and scoring functions) and the answer keys of bimedix/mcq.py, with Arabic edge cases."""
 
 from __future__ import annotations
 
