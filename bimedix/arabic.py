@@ -68,7 +68,7 @@ class TextError(ValueError):
 
 def has_undecodable(text: str) -> bool:
     """True for text that carries lone surrogates (bytes that were not UTF-8, read with surrogateescape)."""
-    return bool(_SURROGATE.search(text))
+    return not text.isascii() and bool(_SURROGATE.search(text))
 
 
 def normalise(text: str) -> str:
@@ -100,12 +100,15 @@ def ascii_digits(text: str) -> str:
 
 def fold(text: str, *, casefold: bool = True) -> str:
     """The comparison key of a text (see the module docstring); never written anywhere."""
-    text = unicodedata.normalize("NFKC", text).translate(_FOLD)
+    if not text.isascii():  # ASCII has nothing to compose, fold or remove: skip the two passes
+        text = unicodedata.normalize("NFKC", text).translate(_FOLD)
     return " ".join((text.casefold() if casefold else text).split())
 
 
 def visible(text: str) -> bool:
     """Whether `text` has anything but whitespace, tatweel and invisible marks."""
+    if text.isascii():
+        return not text.isspace() and bool(text)
     return bool(strip_invisible(text).replace(TATWEEL, "").strip())
 
 
@@ -114,7 +117,9 @@ _WORD = re.compile(r"\w+")
 
 def fold_words(text: str) -> str:
     """fold(), then punctuation dropped: the words of a text, for comparing questions and answers."""
-    return " ".join(_WORD.findall(fold(text)))
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_FOLD)
+    return " ".join(_WORD.findall(text.casefold()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,10 +48,14 @@ def leaked_markup(*texts: str) -> str | None:
 
 
 def item_keys(item: Any) -> tuple[str, str]:
-    """(duplicate key, question key) of an item: folded words of question + context (+ the option set)."""
-    question = fold_words(item.question) + "\x1f" + fold_words(item.context)
-    options = "\x1e".join(sorted(fold_words(o) for o in item.options))
-    return question + "\x1d" + options, question
+    """(duplicate key, question key) of an item: the folded words (bimedix.arabic.fold_words) of its
+    question and context, then of its options as a set (a QA pair: its answer; a chat: every turn)."""
+    if item.kind == "chat":
+        rest = [m["content"] for m in item.messages]
+    else:
+        rest = [*item.options, item.answer_text] if item.kind == "qa" else list(item.options)
+    question = fold_words(item.question) + "\x1f" + fold_words(item.context)  # (ASCII text folds fast)
+    return question + "\x1d" + "\x1e".join(sorted(fold_words(part) for part in rest)), question
 
 
 @dataclass
