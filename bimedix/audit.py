@@ -48,14 +48,14 @@ def leaked_markup(*texts: str) -> str | None:
 
 
 def item_keys(item: Any) -> tuple[str, str]:
-    """(duplicate key, question key) of an item: the folded words (bimedix.arabic.fold_words) of its
-    question and context, then of its options as a set (a QA pair: its answer; a chat: every turn)."""
-    if item.kind == "chat":
-        rest = [m["content"] for m in item.messages]
-    else:
-        rest = [*item.options, item.answer_text] if item.kind == "qa" else list(item.options)
-    question = fold_words(item.question) + "\x1f" + fold_words(item.context)  # (ASCII text folds fast)
-    return question + "\x1d" + "\x1e".join(sorted(fold_words(part) for part in rest)), question
+    """(duplicate key, question key) of an item. A question: the folded words (bimedix.arabic.fold_words)
+    of its question and context, then of its options as a set. A QA pair or a chat (long texts, and
+    the build's own dedup folds them): its texts exactly as written."""
+    if item.kind == "mcq":
+        question = fold_words(item.question) + "\x1f" + fold_words(item.context)
+        return question + "\x1d" + "\x1e".join(sorted(fold_words(o) for o in item.options)), question
+    texts = [m["content"] for m in item.messages] if item.kind == "chat" else [item.context, item.answer_text]
+    return item.question + "\x1d" + "\x1e".join(texts), item.question
 
 
 @dataclass

@@ -41,8 +41,14 @@ for _letters in OPTION_LETTERS.values():
 _KEY_PUNCTUATION = "()[]{}.:)-–—،؛ "
 
 
+_AS_WRITTEN = {chr(ord("A") + i): i for i in range(26)} | {chr(ord("a") + i): i for i in range(26)}
+_AS_WRITTEN |= {letter: i for letters in OPTION_LETTERS.values() for i, letter in enumerate(letters)}
+
+
 def letter_position(letter: str) -> int | None:
     """'B', 'b', 'ب', 'إ' -> the position the letter names (0-based), or None for anything else."""
+    if letter in _AS_WRITTEN:  # the common case, without folding
+        return _AS_WRITTEN[letter]
     key = fold(letter)
     if len(key) == 1 and "a" <= key <= "z":
         return ord(key) - ord("a")

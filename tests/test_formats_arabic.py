@@ -105,3 +105,23 @@ def test_pubmedqa_labels_in_both_languages():
         None,
         None,
     ]
+
+
+def test_fold_equals_its_one_table_definition_fuzzed():
+    """fold() deletes and replaces with a regex and str.replace (ten times faster on Arabic than
+    str.translate with a dict); it must equal the plain definition: NFKC, then the table."""
+    import random
+    import unicodedata
+
+    from bimedix import arabic
+
+    table = {**dict.fromkeys([*arabic.DIACRITICS, ord(arabic.TATWEEL)]), **arabic.FOLDED_LETTERS}
+    table |= dict.fromkeys(map(ord, arabic.BIDI_CONTROLS + arabic.ZERO_WIDTH + arabic.BOM))
+    table |= {ord(d): str(i) for i, d in enumerate(arabic.ARABIC_INDIC_DIGITS)}
+    table |= {ord(d): str(i) for i, d in enumerate(arabic.EXTENDED_ARABIC_INDIC_DIGITS)} | {0x066B: ".", 0x066C: ","}
+    rng = random.Random(0)
+    alphabet = [chr(c) for c in range(0x0600, 0x0700)] + [*"abcXYZ .,12\u200f\u200b\ufeff\u202b\u2067", "ﻻ", "²", "ﺃ"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        expected = " ".join(unicodedata.normalize("NFKC", text).translate(table).casefold().split())
+        assert fold(text) == expected, repr(text)
