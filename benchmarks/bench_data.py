@@ -206,8 +206,8 @@ def generate(workdir: Path, records: int, seed: int) -> dict:
         with open(eval_dir / f"eval_{language}.jsonl", "wb") as fh:
             fh.writelines(orjson.dumps(item) + b"\n" for item in items)
     (eval_dir / "index.yaml").write_text(
-        "- {task: bench_eval_en, language: en, path: eval_en.jsonl, format: mcq_json}\n"
-        "- {task: bench_eval_ar, language: ar, path: eval_ar.jsonl, format: mcq_json}\n"
+        "- {task: bimedix_en_medqa, language: en, path: eval_en.jsonl, format: mcq_json}\n"
+        "- {task: bimedix_ar_medqa, language: ar, path: eval_ar.jsonl, format: mcq_json}\n"
     )
     made = {"files": {}, "planted": {"duplicates": 0, "near_duplicates": 0, "malformed": 0, "contaminated": 0}}
     sources = []
@@ -436,7 +436,7 @@ def main() -> int:
 
         out = workdir / "out"
         build = [sys.executable, "-m", "data_prep", "build", "--mix", str(workdir / "mix.yaml"), "--out", str(out),
-                 "--tokenizer", str(tokenizer_dir), "--eval-index", str(workdir / "eval" / "index.yaml"),
+                 "--tokenizer", str(tokenizer_dir), "--eval-data", str(workdir / "eval" / "index.yaml"),
                  "--workers", str(args.workers)]  # fmt: skip
         seconds, memory, _ = timed(build, env)
         manifest = json.loads((out / "bench" / "manifest.json").read_text())

@@ -42,7 +42,7 @@ def unavailable(backend: str, api_url: str | None) -> str | None:
 
 def measure(backend: str, model: str, api_url: str | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as out:
-        cmd = [sys.executable, "-m", "eval_tasks", "run", "--model", model, "--backend", backend, "--results-dir", out, "--run-name", "bench", "--no-samples"]  # fmt: skip
+        cmd = [sys.executable, "-m", "eval_tasks", "run", "--model", model, "--backend", backend, "--results-dir", out, "--run-name", "bench", "--no-samples", "--tasks", "bimedix_bilingual"]  # fmt: skip
         if api_url:
             cmd += ["--api-url", api_url]
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

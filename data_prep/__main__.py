@@ -1,11 +1,12 @@
 """python -m data_prep <command>: build the training sets, convert one source, list the formats.
 
-    python -m data_prep build [--mix data_prep/mixes/bilingual.yaml ...] [--no-decontaminate]
+    python -m data_prep build [--mix data_prep/mixes/bilingual.yaml ...] [--eval-data sample|hub|DIR] [--no-decontaminate]
     python -m data_prep convert --format pubmedqa path/to/ori_pqal.json [--out records.jsonl]
     python -m data_prep formats
 
 Problems with the input (a missing file, an unknown format, a bad mix, a rejected row under
---strict) end the command with one line on stderr and exit status 2.
+--strict, a file the audit refuses in `convert`) end the command with one line on stderr and
+exit status 2.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from bimedix.paths import DATA_DIR, ROOT
 from data_prep.config import MIXES_DIR, SETTINGS_PATH, display, load_mix, load_settings
-from data_prep.records import DataPrepError, Reject
+from data_prep.records import DataPrepError
 
 DEFAULT_MIXES = [MIXES_DIR / f"{name}.yaml" for name in ("bilingual", "arabic", "english")]
 
@@ -31,7 +32,8 @@ class BuildOptions:
     mix: list[Path]
     out: Path | None = None
     tokenizer: str | None = None
-    eval_index: Path | None = None
+    eval_data: str | None = None
+    eval_data_root: str | None = None
     decontaminate: bool = True
     strict: bool = False
     workers: int | None = None
@@ -47,6 +49,18 @@ class ConvertOptions:
     language: str | None = None
     cop_base: int | None = None
     strict: bool = False
+    max_rejected: float | None = None
+    max_repeated: float | None = None
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
 
 
 def _options(cls, namespace: argparse.Namespace):
@@ -58,13 +72,9 @@ def _root_path(value: str) -> Path:
     return path if path.is_absolute() else ROOT / path
 
 
-def eval_index_path(option: Path | None, setting: str) -> Path:
-    """--eval-index, else $BIMEDIX_EVAL_INDEX, else the settings' eval_index (relative to the root)."""
-    if option is not None:
-        return option
-    if os.environ.get("BIMEDIX_EVAL_INDEX"):
-        return _root_path(os.environ["BIMEDIX_EVAL_INDEX"])
-    return _root_path(setting)
+def eval_data_setting(option: str | None, setting: str) -> str:
+    """--eval-data, else $BIMEDIX_EVAL_DATA, else the settings' eval_data (EVAL_DATA, as `make eval` reads it)."""
+    return (option or "").strip() or os.environ.get("BIMEDIX_EVAL_DATA", "").strip() or setting
 
 
 def cmd_build(o: BuildOptions) -> int:
@@ -85,11 +95,12 @@ def cmd_build(o: BuildOptions) -> int:
     tokenizer = load_tokenizer(tokenizer_spec)
     eval_index = None
     if o.decontaminate:
-        path = eval_index_path(o.eval_index, settings.eval_index)
-        eval_index = load_eval_index(
-            path, ngram=settings.decontamination.ngram, min_arabic_share=settings.language.min_arabic_share
+        eval_data = eval_data_setting(o.eval_data, settings.eval_data)
+        eval_index = load_eval_index(eval_data, o.eval_data_root or None, ngram=settings.decontamination.ngram)
+        stderr_progress(
+            f"decontaminating against the {len(eval_index.tasks)} items EVAL_DATA={eval_index.source} scores "
+            f"(sha256 {eval_index.sha256[:16]})"
         )
-        stderr_progress(f"decontaminating against {len(eval_index.tasks)} evaluation items from {display(path)}")
     else:
         stderr_progress("decontamination is off (--no-decontaminate); the manifest records it")
     out = o.out or (_root_path(settings.out_dir) if settings.out_dir else DATA_DIR / "processed")
@@ -136,34 +147,39 @@ def _print_summary(built) -> None:
 
 
 def cmd_convert(o: ConvertOptions) -> int:
-    """Convert files of one format as they are (no mixing or dedup): for checking a source by hand."""
+    """Convert files of one format as they are (no mixing or dedup): for checking a source by hand.
+
+    Every file is read and audited by bimedix.formats, as eval_tasks reads it; a later copy of a
+    duplicate question is rejected. Exits non-zero (one line) when a file is refused by the audit."""
     import orjson
 
-    from data_prep.readers import SourceFile, decode, iter_rows
+    from bimedix import formats
+    from bimedix.audit import Gate
     from data_prep.records import output_row, record_id
-    from data_prep.sources import SourceContext, get_format
+    from data_prep.sources import SourceContext, get_format, record_of
 
     settings = load_settings()
+    gate = Gate(
+        settings.audit.max_rejected_share if o.max_rejected is None else o.max_rejected,
+        settings.audit.max_repeated_share if o.max_repeated is None else o.max_repeated,
+    )
     fmt = get_format(o.format)
-    files = [SourceFile(display(p), path=p) for p in o.inputs]
+    files = [formats.SourceFile(display(p), path=p) for p in o.inputs]
     for f in files:
         f.check()
-    params = {"cop_base": o.cop_base} if o.cop_base is not None and "cop_base" in fmt.params else {}
-    if fmt.probe is not None:
-        rows = (decode(p) for f in files for _, p in iter_rows(fmt.reader, f))
-        try:
-            params = fmt.probe((r for r in rows if not isinstance(r, Reject)), params)
-        except DataPrepError as err:
-            raise DataPrepError(f"{', '.join(f.label for f in files)}: {err}") from None
+    declared: dict = {}
+    if "cop_base" in fmt.params:
+        declared = {"cop_base": o.cop_base, "cop_base_from": "--cop-base", "cop_base_hint": "pass --cop-base 0 or 1"}
+    rows = {f.label: formats.read_rows(f.path, fmt.layout, f.label) for f in files}
+    params = fmt.probe((r for found in rows.values() for _, r in found), declared, ", ".join(rows))
+    if params:
         print(f"{o.format}: {params}", file=sys.stderr)
-    total = Counter()
+    total, problems = Counter(), []
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(open(o.out, "wb")) if o.out else None
         rejects_out = stack.enter_context(open(o.rejects, "wb")) if o.rejects else None
         for f in files:
-            subject = None
-            if o.format == "mmlu_csv":
-                subject = f.path.stem.removesuffix("_test").removesuffix("_dev").removesuffix("_val")
+            subject = formats.mmlu_subject(f.path) if o.format == "mmlu_csv" else None
             ctx = SourceContext(
                 source=o.format,
                 language=o.language,
@@ -171,44 +187,34 @@ def cmd_convert(o: ConvertOptions) -> int:
                 params=params,
                 min_arabic_share=settings.language.min_arabic_share,
             )
-            counts, codes, languages = Counter(), Counter(), Counter()
-            for line, payload in iter_rows(fmt.reader, f):
-                counts["read"] += 1
-                row = decode(payload)
-                result = row if isinstance(row, Reject) else fmt.convert(row, ctx)
-                if isinstance(result, Reject):
-                    if o.strict:
-                        raise DataPrepError(
-                            f"{f.label}:{line}: {result.reason} (--strict stops at the first rejected row)"
-                        )
-                    counts["rejected"] += 1
-                    codes[result.code] += 1
-                    if rejects_out:
-                        entry = {"file": f.label, "line": line, "code": result.code, "reason": result.reason}
-                        rejects_out.write(orjson.dumps(entry) + b"\n")
-                    continue
-                counts["written"] += 1
-                languages[result.language] += 1
-                if out:
-                    row_out = output_row(
-                        result,
-                        id=record_id(result.messages),
-                        source=o.format,
-                        format=o.format,
-                        split="train",
-                        file=f.label,
-                        line=line,
-                    )
-                    out.write(orjson.dumps(row_out) + b"\n")
-            if counts["read"] != counts["written"] + counts["rejected"]:
-                raise DataPrepError(f"{f.label}: accounting: {dict(counts)}")
+            read = formats.convert_rows(rows[f.label], fmt.layout, ctx.item_context(), label=f.label, params=params)
+            if o.strict and read.rejects:
+                line, reject = read.rejects[0]
+                raise DataPrepError(f"{f.label}:{line}: {reject.reason} (--strict stops at the first rejected row)")
+            languages, codes = Counter(item.language for item in read.items), Counter(r.code for _, r in read.rejects)
+            for line, reject in read.rejects:
+                if rejects_out:
+                    entry = {"file": f.label, "line": line, "code": reject.code, "reason": reject.reason}
+                    rejects_out.write(orjson.dumps(entry) + b"\n")
+            for item in read.items if out else ():
+                record = record_of(item, ctx)
+                row_out = output_row(record, id=record_id(record.messages), source=o.format, format=o.format,
+                                     split="train", file=f.label, line=item.line)  # fmt: skip
+                out.write(orjson.dumps(row_out) + b"\n")
+            counts = {"read": read.rows, "written": len(read.items), "rejected": len(read.rejects)}
             total.update(counts)
             print(
                 f"{f.label}: read {counts['read']}, written {counts['written']} {dict(languages)}, "
                 f"rejected {counts['rejected']} {dict(codes) if codes else ''}".rstrip()
             )
+            for finding in read.audit.lines():
+                print(f"  audit: {finding}")
+            problems += [f"{f.label}: {problem}" for problem in gate.problems(read.audit)]
     if len(files) > 1:
         print(f"total: read {total['read']}, written {total['written']}, rejected {total['rejected']}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DataPrepError(f"{problems[0]}{more}; fix the file, or raise the limits (--max-rejected / --max-repeated)")
     return 0
 
 
@@ -216,7 +222,7 @@ def cmd_formats(_: argparse.Namespace) -> int:
     from data_prep.sources import SOURCES
 
     for fmt in SOURCES.values():
-        print(f"{fmt.name:<11} {fmt.reader:<9} {fmt.description}")
+        print(f"{fmt.name:<13} {fmt.reader:<10} {fmt.description}")
     return 0
 
 
@@ -235,9 +241,14 @@ def parser() -> argparse.ArgumentParser:
         "--tokenizer", help="the base model's tokenizer: folder, tokenizer.json or hub id (default: tiny model)"
     )
     build.add_argument(
-        "--eval-index", type=Path, help="eval_tasks' index.yaml (default: $BIMEDIX_EVAL_INDEX or settings)"
+        "--eval-data",
+        help="decontaminate against what `make eval` scores with this EVAL_DATA: sample, hub (local cache only), "
+        "or a folder / index file (default: $BIMEDIX_EVAL_DATA, else settings.yaml's eval_data)",
     )
-    build.add_argument("--no-decontaminate", dest="decontaminate", action="store_false", help="skip decontamination")
+    build.add_argument("--eval-data-root", help="where the index's paths resolve (as EVAL_DATA_ROOT)")
+    build.add_argument(
+        "--no-decontaminate", "--no-decontam", dest="decontaminate", action="store_false", help="skip decontamination"
+    )
     build.add_argument("--strict", action="store_true", help="stop at the first rejected row, naming file:line")
     build.add_argument("--workers", type=int, help="worker processes (default: settings; 0 = one per core)")
     build.add_argument("--settings", type=Path, default=SETTINGS_PATH, help="settings file (default: %(default)s)")
@@ -251,6 +262,12 @@ def parser() -> argparse.ArgumentParser:
     convert.add_argument("--language", choices=["en", "ar"], help="reject rows written in the other script")
     convert.add_argument("--cop-base", type=int, choices=[0, 1], help="medmcqa: cop counts from 0 or 1")
     convert.add_argument("--strict", action="store_true", help="stop at the first rejected row")
+    convert.add_argument(
+        "--max-rejected", type=_share, help="fail when a file has more rejected rows than this share (settings: 0.1)"
+    )
+    convert.add_argument(
+        "--max-repeated", type=_share, help="fail when more rows repeat another's question (settings: 0.05)"
+    )
     convert.set_defaults(handler=lambda ns: cmd_convert(_options(ConvertOptions, ns)))
 
     formats = commands.add_parser("formats", help="list the source formats")

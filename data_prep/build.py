@@ -35,26 +35,28 @@ from typing import Any
 import numpy as np
 import orjson
 
+from bimedix.audit import FileAudit
 from bimedix.chat import system_message
+from bimedix.formats import SourceFile, decode, iter_rows, mmlu_subject
+from data_prep.card import write_card
 from data_prep.config import Mix, Settings, display, source_files
 from data_prep.decontam import EvalIndex, sha256_file
 from data_prep.dedup import MinHasher, Words, sequence_hashes, word_hashes
-from data_prep.readers import SourceFile, decode, iter_rows
 from data_prep.records import LANGUAGES, TASKS, DataPrepError, Record, Reject, output_row, record_id
 from data_prep.sources import SourceContext, get_format
+from data_prep.states import (
+    DECONTAMINATED,
+    DUPLICATE,
+    NEAR_DUPLICATE,
+    PENDING,
+    REJECTED,
+    SAMPLED_OUT,
+    STATE_NAMES,
+    TRAIN,
+    VAL,
+)
 from data_prep.tokens import TokenizerInfo, render
 
-# The state of a row. Exactly one per row once the selection is done.
-PENDING, REJECTED, DECONTAMINATED, DUPLICATE, NEAR_DUPLICATE, SAMPLED_OUT, TRAIN, VAL = range(8)
-STATE_NAMES = {
-    REJECTED: "rejected",
-    DECONTAMINATED: "decontaminated",
-    DUPLICATE: "duplicates_exact",
-    NEAR_DUPLICATE: "duplicates_near",
-    SAMPLED_OUT: "sampled_out",
-    TRAIN: "train",
-    VAL: "val",
-}
 _TASK_SALT = np.array([0x5A17_0001 * (i + 1) for i in range(len(TASKS))], dtype=np.uint64)
 
 
@@ -108,8 +110,16 @@ class Analysed:
     tokens: np.ndarray
     chars: np.ndarray
     length: np.ndarray  # bytes of the row's line in `lines` (0 for a reject)
+    audit_key: np.ndarray  # hash of bimedix.audit.item_keys: (duplicate key, question key) per row
+    options: np.ndarray  # option count (MCQA; 0 otherwise)
     lines: bytes  # the output lines of the converted rows, in order
     rejects: list[tuple[int, int, str, str]]  # (row in batch, line, code, reason)
+
+
+def _key64(key: str) -> int:
+    import xxhash
+
+    return xxhash.xxh3_64_intdigest(key.encode("utf-8", "surrogatepass"))
 
 
 def _finish(record: Record, state: State) -> Record:
@@ -158,6 +168,10 @@ def analyse(job_index: int, rows: list[tuple[int, Any]]) -> Analysed:
     task[at] = [TASKS.index(r.task) for r in records]
     language = np.full(n, -1, dtype=np.int8)
     language[at] = [LANGUAGES.index(r.language) for r in records]
+    audit_key = np.zeros((n, 2), dtype=np.uint64)
+    audit_key[at] = [[_key64(k) for k in r.audit_keys] for r in records] if records else np.zeros((0, 2))
+    options = np.zeros(n, dtype=np.int8)
+    options[at] = [len(r.metadata.get("options", ())) if r.task == "mcqa" else 0 for r in records]
     salts = _TASK_SALT[task[at]]
     # one hashing pass over probe_0, extra_0, probe_1, ...: the duplicate key of record i is its
     # probe then its extra text; decontamination looks at the probe words only
@@ -180,8 +194,8 @@ def analyse(job_index: int, rows: list[tuple[int, Any]]) -> Analysed:
             if share > 0 and share >= state.min_coverage:
                 contaminated[at[k]], eval_item[at[k]] = True, item
     return Analysed(
-        n, ok, id64, exact, bands, contaminated, eval_item, language, task, tokens, chars, length,
-        b"".join(lines), rejects,
+        n, ok, id64, exact, bands, contaminated, eval_item, language, task, tokens, chars, length, audit_key,
+        options, b"".join(lines), rejects,
     )  # fmt: skip
 
 
@@ -279,6 +293,8 @@ class Columns:
     tokens: np.ndarray
     chars: np.ndarray
     length: np.ndarray
+    audit_key: np.ndarray
+    options: np.ndarray
     source: np.ndarray
 
 
@@ -358,17 +374,16 @@ def _plan(mix: Mix, settings: Settings) -> tuple[list[Job], list[dict]]:
     for s, spec in enumerate(mix.sources):
         fmt = get_format(spec.format)
         files = source_files(spec, mix)
-        params = {name: getattr(spec, name) for name in fmt.params if getattr(spec, name) is not None}
-        if fmt.probe is not None:
+        declared = {name: getattr(spec, name) for name in fmt.params if getattr(spec, name) is not None}
+        params = dict(declared)
+        if fmt.layout.probe is not None:
+            declared |= {"cop_base_from": "set in the mix", "cop_base_hint": "set cop_base: 0 or 1 for this source in the mix"}  # fmt: skip
             rows = (decode(p) for f in files for _, p in iter_rows(fmt.reader, f))
-            try:
-                params = fmt.probe((r for r in rows if not isinstance(r, Reject)), params)
-            except DataPrepError as err:
-                raise DataPrepError(f"{', '.join(f.label for f in files)}: {err}") from None
+            params = fmt.probe(rows, declared, ", ".join(f.label for f in files))
         for number, f in enumerate(files):
             subject = spec.subject
             if subject is None and spec.format == "mmlu_csv" and f.path is not None:
-                subject = f.path.stem.removesuffix("_test").removesuffix("_dev").removesuffix("_val")
+                subject = mmlu_subject(f.path)
             ctx = SourceContext(
                 source=spec.name,
                 language=spec.language,
@@ -426,8 +441,6 @@ def build_variant(
     workers: int | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Built:
-    from data_prep.card import write_card
-
     jobs, sources = _plan(mix, settings)
     dedup = settings.dedup
     state = State(
@@ -451,6 +464,7 @@ def build_variant(
         progress(f"{mix.name}: reading {len(jobs)} file(s) of {len(mix.sources)} source(s), {n_workers} worker(s)")
         parts: dict[str, list] = {name: [] for name in Columns.__dataclass_fields__}
         reject_counts: list[Counter] = [Counter() for _ in mix.sources]
+        audits = [FileAudit(job.file.label) for job in jobs]
         hub_digests: dict[int, Any] = {}
         spooled = 0
         with open(staging / "rejects.jsonl", "wb") as rejects_out, open(staging / _SPOOL, "wb") as spool:
@@ -464,6 +478,7 @@ def build_variant(
                     reject_counts[job.source_index][code] += 1
                     entry = {"source": job.source, "file": job.file.label, "line": line, "code": code, "reason": reason}
                     rejects_out.write(orjson.dumps(entry) + b"\n")
+                _audit(audits[j], batch, result)
                 spool.write(result.lines)
                 spooled += result.lines.count(b"\n")
                 parts["job"].append(np.full(result.rows, j, dtype=np.int32))
@@ -480,7 +495,7 @@ def build_variant(
 
     try:
         bands_width = state.minhasher.bands if state.minhasher else 0
-        empty = {"bands": np.zeros((0, bands_width), dtype=np.uint64)}
+        empty = {"bands": np.zeros((0, bands_width), dtype=np.uint64), "audit_key": np.zeros((0, 2), dtype=np.uint64)}
         cols = Columns(
             **{
                 name: np.concatenate(chunks) if chunks else empty.get(name, np.zeros(0, dtype=np.int64))
@@ -496,6 +511,9 @@ def build_variant(
             if job.file.hub is not None:
                 entry["sha256"] = hub_digests[j].hexdigest()
                 entry["sha256_of"] = "the rows as streamed (JSON with sorted keys)"
+            entry["audit"] = audits[j].to_dict()
+            for finding in audits[j].lines():
+                progress(f"{mix.name}: audit: {finding}")
 
         # ---- the selection
         status, copies, notes = select(cols, mix)
@@ -530,6 +548,17 @@ def build_variant(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Built(mix.name, final, manifest, accounting)
+
+
+def _audit(audit: FileAudit, batch: list, result: Analysed) -> None:
+    """Feed one batch to its file's audit, in row order (the rows' keys were hashed in the worker)."""
+    rejected = {i: (code, reason) for i, _, code, reason in result.rejects}
+    keys, options = result.audit_key.tolist(), result.options.tolist()
+    for i, (line, _) in enumerate(batch):
+        if i in rejected:
+            audit.reject(line, *rejected[i])
+        else:
+            audit.observe(line, keys[i][0], keys[i][1], options[i])
 
 
 _SPOOL = "spool.jsonl"

@@ -1,5 +1,6 @@
-"""What is written beside each variant's JSON lines: manifest.json, README.md (the dataset card)
-and lengths.png (the token length histogram)."""
+"""What is written beside each variant's JSON lines: manifest.json, README.md (the dataset card,
+rendered from manifest.json by the Jinja template data_prep/templates/card.md.jinja) and
+lengths.png (the token length histogram)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from bimedix.paths import CHAT_TEMPLATE
 from data_prep.config import Mix, Settings, display
 from data_prep.decontam import EvalIndex
 from data_prep.records import LANGUAGES, OUTPUT_KEYS, TASKS
+from data_prep.states import DECONTAMINATED, TRAIN, VAL
 from data_prep.tokens import TokenizerInfo
+
+CARD_TEMPLATE = Path(__file__).resolve().parent / "templates" / "card.md.jinja"
 
 NORMALISATION = (
     "NFC; tatweel, bidi control marks and BOMs removed; Arabic-Indic digits written as ASCII digits; "
@@ -112,10 +116,8 @@ def write_card(
     digests: dict[str, str],
     written_lines: dict[str, int],
 ) -> dict:
-    from data_prep.build import DECONTAMINATED, TRAIN, VAL
-
     stats = _stats(cols, status, copies, tokens, chars, TRAIN, VAL)
-    per_record = stats.pop("per_record_tokens")
+    stats.pop("per_record_tokens")
     written = (status == TRAIN) | (status == VAL)
     per_language = {lang: tokens[written & (cols.language == i)] for i, lang in enumerate(LANGUAGES)}
     _histogram(out / "lengths.png", per_language, settings.histogram.bins, f"{mix.name}: token lengths", tokenizer.name)
@@ -192,132 +194,32 @@ def write_card(
         },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "README.md").write_text(_card_text(manifest, per_record), encoding="utf-8")
+    (out / "README.md").write_text(render_card(manifest), encoding="utf-8")
     return manifest
 
 
-def _card_text(m: dict, per_record: np.ndarray) -> str:
-    c, t, r = m["counts"], m["tokens"], m["ratio"]
-    lines = [
-        "---",
-        f"pretty_name: BiMediX recipes, {m['variant']} variant",
-        "language: [" + ", ".join(lang for lang, n in c["by_language"].items() if n) + "]",
-        "task_categories: [text-generation, question-answering]",
-        "tags: [medical, instruction-tuning]",
-        "---",
-        "",
-        f"# {m['variant']}",
-        "",
-        m["description"] or "",
-        "",
-        "> Research data. Not for clinical use: nothing here is medical advice, and a model trained on it "
-        "must not be used for diagnosis, treatment or any clinical decision.",
-        "",
-        f"Built by `python -m data_prep build --mix {m['mix']['path']}` (seed {m['seed']}). Each line of "
-        "`train.jsonl` / `val.jsonl` is one conversation in OpenAI `messages` form for Axolotl's "
-        "`type: chat_template` loader, with the keys " + ", ".join(f"`{k}`" for k in m["schema"]["keys"]) + ".",
-        "",
-        "## Files",
-        "",
-        "| file | rows | sha256 |",
-        "|---|---:|---|",
+def audit_lines(manifest: dict) -> list[str]:
+    """`source: file:line,...: code xN: message` for every audit finding of every input file."""
+    return [
+        f"{source['name']}: {finding['at']}: {finding['code']} x{finding['count']}: {finding['message']}"
+        for source in manifest["sources"]
+        for entry in source["files"]
+        for finding in entry.get("audit", {}).get("findings", [])
     ]
-    for name, info in m["outputs"].items():
-        lines.append(f"| {name} | {info.get('rows', '')} | `{info['sha256'][:16]}` |")
-    lines += [
-        "",
-        "## Sources",
-        "",
-        "Every row read is accounted for: read = written + rejected + deduplicated + decontaminated + sampled out.",
-        "",
-        "| source | format | read | written | rejected | duplicates (exact / near) | decontaminated | sampled out |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s in m["sources"]:
-        k = s["counts"]
-        lines.append(
-            f"| {s['name']} | {s['format']} | {k['read']} | {k['written']} | {k['rejected']} | "
-            f"{k['duplicates_exact']} / {k['duplicates_near']} | {k['decontaminated']} | {k['sampled_out']} |"
-        )
-    lines += [
-        "",
-        "Input files and their sha256 are in `manifest.json`; rejected rows, with file, line and reason, in `rejects.jsonl`.",
-        "",
-    ]
-    lines += [
-        "## Languages and tasks",
-        "",
-        "| split | language | " + " | ".join(TASKS) + " |",
-        "|---|---|" + "---:|" * len(TASKS),
-    ]
-    for split, by_lang in c["by_split_language_task"].items():
-        for lang, by_task in by_lang.items():
-            lines.append(f"| {split} | {lang} | " + " | ".join(str(by_task[task]) for task in TASKS) + " |")
-    rec, tok = r["records"], r["tokens"]
-    lines += [
-        "",
-        f"Arabic : English is {rec.get('as_ar_to_en', 'n/a')} by records and {tok.get('as_ar_to_en', 'n/a')} by tokens"
-        + (
-            " (target "
-            + ":".join(f"{v:g}" for v in m["language_ratio_target"].values())
-            + " for "
-            + ":".join(m["language_ratio_target"])
-            + ")."
-            if m["language_ratio_target"]
-            else "."
-        ),
-        "",
-        "## Tokens",
-        "",
-        f"Counted with `{m['tokenizer']['name']}` on the rendered chat template (`{m['chat_template']['path']}`), "
-        "which is what training sees.",
-        "",
-        f"- total: {t['total']:,} (train {t['train']:,}, val {t['val']:,}); characters: {t['characters']:,}",
-        f"- by language: {', '.join(f'{k} {v:,}' for k, v in t['by_language'].items())}",
-        f"- by task: {', '.join(f'{k} {v:,}' for k, v in t['by_task'].items())}",
-    ]
-    if "per_record" in t:
-        p = t["per_record"]
-        lines.append(
-            f"- per record: min {p['min']}, mean {p['mean']}, median {p['p50']}, p95 {p['p95']}, max {p['max']}"
-        )
-    lines += ["", "![token lengths](lengths.png)", "", "## Filters", ""]
-    f = m["filters"]
-    lines.append(f"- normalisation: {f['normalisation']}")
-    lines.append(f"- language: by script, Arabic from {f['language']['min_arabic_share']:.0%} Arabic letters")
-    near = f["dedup"]["near"]
-    lines.append(
-        "- duplicates: exact on canonical text; near: "
-        + (
-            f"MinHash LSH, {near['shingle_words']}-word shingles, {near['num_perm']} permutations in {near['bands']} bands (Jaccard ~{near['threshold_jaccard']})"
-            if near
-            else "off"
-        )
-        + f"; compared: {f['dedup']['compared']}; {f['dedup']['keeps']}"
+
+
+def render_card(manifest: dict) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(CARD_TEMPLATE.parent),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown, not HTML
     )
-    d = f["decontamination"]
-    if d.get("enabled") is False:
-        lines.append("- decontamination: **off** (built with --no-decontaminate)")
-    else:
-        lines.append(
-            f"- decontamination: {d['ngram']}-gram overlap of {d['compared']} with {d['items']} evaluation items "
-            f"from `{d['index']}` (min coverage {d['min_coverage']}); dropped per source: "
-            + (", ".join(f"{k} {v}" for k, v in d["dropped_by_source"].items()) or "none")
-        )
-    lines += [
-        "",
-        "## Use with Axolotl",
-        "",
-        "```yaml",
-        "datasets:",
-        f"  - path: {m['output_dir']}/train.jsonl",
-        "    ds_type: json",
-        "    type: chat_template",
-        "    field_messages: messages",
-        "    chat_template: jinja",
-        "    chat_template_jinja: templates/chat_template.jinja",
-        "    roles_to_train: [assistant]",
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
+    env.filters["fmt"] = lambda value: f"{value:,}"
+    env.filters["fmt_share"] = lambda value: f"{value:g}"
+    template = env.get_template(CARD_TEMPLATE.name)
+    return template.render(m=manifest, tasks=TASKS, audit_lines=audit_lines(manifest))

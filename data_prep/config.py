@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from bimedix.formats import SourceFile
 from bimedix.paths import ROOT
-from data_prep.readers import SourceFile
 from data_prep.records import LANGUAGES, DataPrepError
 from data_prep.sources import get_format
 
@@ -135,9 +135,15 @@ class HistogramSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    max_rejected_share: float = 0.1
+    max_repeated_share: float = 0.05
+
+
+@dataclass(frozen=True)
 class Settings:
     tokenizer: str | None = None
-    eval_index: str = "eval_tasks/sample_data/index.yaml"
+    eval_data: str = "sample"
     out_dir: str | None = None
     workers: int = 0
     batch_rows: int = 2000
@@ -145,6 +151,7 @@ class Settings:
     dedup: DedupSettings = field(default_factory=DedupSettings)
     decontamination: DecontaminationSettings = field(default_factory=DecontaminationSettings)
     histogram: HistogramSettings = field(default_factory=HistogramSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     def __post_init__(self):
         where = display(SETTINGS_PATH)
@@ -154,6 +161,8 @@ class Settings:
             raise DataPrepError(f"{where}: dedup.num_perm must be a multiple of dedup.bands, shingle >= 1")
         if not 0 <= self.decontamination.min_coverage <= 1 or self.decontamination.ngram < 1:
             raise DataPrepError(f"{where}: decontamination.min_coverage must be in [0, 1], ngram >= 1")
+        if not (0 <= self.audit.max_rejected_share <= 1 and 0 <= self.audit.max_repeated_share <= 1):
+            raise DataPrepError(f"{where}: audit.max_rejected_share and audit.max_repeated_share must be in [0, 1]")
 
 
 def load_settings(path: Path = SETTINGS_PATH) -> Settings:
@@ -176,7 +185,7 @@ class SourceSpec:
     weight: float = 1.0  # < 1 keeps that share of the records, > 1 repeats them in train
     subject: str | None = None
     explanations: bool = True
-    cop_base: int | None = None  # medmcqa only: 0 or 1; default detect (see sources.probe_medmcqa)
+    cop_base: int | None = None  # medmcqa only: 0 or 1; default detect (bimedix/formats, probe_medmcqa)
 
 
 @dataclass(frozen=True)

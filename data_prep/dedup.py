@@ -1,8 +1,9 @@
 """Hashes that decide what is a duplicate and what is contaminated, vectorised over a batch.
 
 Everything works on *canonical words*: ASCII folded to lower case, punctuation and symbols as
-separators, Arabic diacritics and tatweel deleted, alef forms (أ إ آ ٱ) folded to ا, ى to ي and
-ة to ه; every other character is kept as written. `canonical_words` is the plain-Python
+separators, Arabic diacritics and tatweel deleted, and the letters bimedix.arabic folds (alef
+forms أ إ آ ٱ to ا, ى to ي, ة to ه, ؤ to و, ئ to ي) folded; every other character is kept as
+written. The Arabic tables are bimedix.arabic's, the one definition every stage uses. `canonical_words` is the plain-Python
 definition; `word_hashes` computes the same words' hashes for a whole batch with numpy on the
 UTF-8 bytes (a test keeps the two identical), because per-word Python costs more than the
 tokenizer on BiMed1.3M-sized input.
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import xxhash
+
+from bimedix.arabic import DIACRITICS, FOLDED_LETTERS, TATWEEL
 
 _SEED = 0xB1ED1C5
 _P = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the rolling n-gram hash (golden ratio)
@@ -57,11 +60,11 @@ SEPARATORS = frozenset(
 )
 DELETED = frozenset(
     [
-        *(0x0640, *range(0x064B, 0x0660), 0x0670),  # tatweel, harakat and other Arabic marks, superscript alef
+        ord(TATWEEL), *DIACRITICS,  # tatweel, harakat, Quranic marks, superscript alef
         *(*range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2070), 0xFEFF),  # zero-width, bidi marks
     ]
-)
-REPLACED = {0x0622: 0x0627, 0x0623: 0x0627, 0x0625: 0x0627, 0x0671: 0x0627, 0x0649: 0x064A, 0x0629: 0x0647}
+)  # fmt: skip
+REPLACED = dict(FOLDED_LETTERS)
 
 
 def canonical_words(text: str) -> list[str]:

@@ -1,6 +1,7 @@
 """The one record schema every source converts into, and the row written for Axolotl.
 
-A converter returns a `Record` (in memory) or a `Reject`. The build adds the parts that depend
+A source's converter (data_prep/sources.py, on top of bimedix.formats) returns a `Record` (in
+memory) or a `Reject` (the format layer's: a code and a one-line reason). The build adds the parts that depend
 on the run (source name, split, provenance) and writes `output_row(...)`: every row of every
 output file has exactly the keys of OUTPUT_KEYS with the same JSON types, because
 `datasets.load_dataset("json")` (what Axolotl uses) infers one Arrow schema per file. Anything
@@ -15,29 +16,29 @@ from typing import Any
 import orjson
 import xxhash
 
+from bimedix.formats import FormatError, Reject
+
+__all__ = [
+    "LANGUAGES",
+    "OUTPUT_KEYS",
+    "SPLITS",
+    "TASKS",
+    "DataPrepError",
+    "Record",
+    "Reject",
+    "output_row",
+    "record_id",
+]
+
 TASKS = ("mcqa", "qa", "chat")
 LANGUAGES = ("en", "ar")
 SPLITS = ("train", "val")
 OUTPUT_KEYS = ("id", "source", "format", "language", "task", "split", "messages", "metadata", "provenance")
 
 
-class DataPrepError(Exception):
-    """A problem the user must fix (missing file, unknown format, bad mix...): one line, no traceback."""
-
-
-class RowError(ValueError):
-    """Raised inside a converter; becomes a Reject with this code and message."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    code: str  # a short category, counted in the manifest: missing_field, invalid_json, ...
-    reason: str  # one line for a person: what is wrong, naming the field
+# A problem the user must fix (missing file, unknown format, bad mix, a broken source file...): one
+# line, no traceback. The format layer's error type, so a reader's error and ours are caught alike.
+DataPrepError = FormatError
 
 
 @dataclass(slots=True)
@@ -51,6 +52,9 @@ class Record:
     # The structured texts (question, context, explanation / answer) for stages that work field by
     # field, such as the LLM translation stage; never written to the output.
     parts: dict[str, str] = field(default_factory=dict)
+    # bimedix.audit.item_keys of the item (duplicate key, question key): the build's audit counts
+    # repeated questions per file from their hashes.
+    audit_keys: tuple[str, str] = ("", "")
 
 
 def record_id(messages: list[dict[str, str]]) -> str:

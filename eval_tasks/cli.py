@@ -40,6 +40,31 @@ def _batch_size(text: str | None) -> int | str:
     return int(value) if value.isdigit() else value
 
 
+def _share(text: str | None, flag: str) -> float | None:
+    value = _given(text)
+    if value is None:
+        return None
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise evaluate.RunError(f"{flag}: {value!r} is not a share between 0 and 1")
+    return share
+
+
+def _gate(args: argparse.Namespace):
+    from bimedix.audit import Gate
+
+    default = data.default_gate()
+    rejected = _share(args.max_rejected, "--max-rejected")
+    repeated = _share(args.max_repeated, "--max-repeated")
+    return Gate(
+        default.max_rejected_share if rejected is None else rejected,
+        default.max_repeated_share if repeated is None else repeated,
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     defaults = {f.name: f.default for f in fields(evaluate.RunOptions) if not callable(f.default)}
     limit = _given(args.limit)
@@ -47,9 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         model=_given(args.model) or defaults["model"],
         adapter=_given(args.adapter),
         backend=_given(args.backend) or "hf",
-        tasks=tuple(
-            t.strip() for t in (_given(args.tasks) or ",".join(evaluate.DEFAULT_TASKS)).split(",") if t.strip()
-        ),
+        tasks=tuple(t.strip() for t in (_given(args.tasks) or "").split(",") if t.strip()),
         data=_given(args.data) or "sample",
         data_root=_given(args.data_root),
         run_name=_given(args.run_name),
@@ -64,6 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         tensor_parallel_size=int(_given(args.tensor_parallel_size) or 1),
         log_samples=not args.no_samples,
         extra_model_args=_model_args(args.model_args),
+        max_rejected_share=_share(args.max_rejected, "--max-rejected"),
+        max_repeated_share=_share(args.max_repeated, "--max-repeated"),
     )
     out_dir = evaluate.run(opts)
     print((out_dir / "tables.md").read_text(encoding="utf-8"))
@@ -91,41 +116,87 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_check_data(args: argparse.Namespace) -> int:
-    """Load every task from the source and count its rows: in the file, selected, scored, rejected."""
+    """Load and audit every task from the source: rows in the file, selected, scored, rejected, and the
+    audit's findings. Exits non-zero (one line) when a source is refused by the audit's limits."""
     source = data.resolve_source(_given(args.data) or "sample", _given(args.data_root))
+    gate = _gate(args)
     names = [t.strip() for t in (_given(args.tasks) or "").split(",") if t.strip()] or list(registry.all_tasks())
-    if source.kind == "local":
+    if _given(args.tasks):
+        pass
+    elif source.kind != "hub":  # every task the index (or the sample's) lists
         indexed = {e.task for e in data.read_index(source.index)}
-        names = [n for n in names if n in indexed] if not _given(args.tasks) else names
+        names = [n for n in names if n in indexed]
+    else:  # every task with a hub source
+        names = [n for n in names if not registry.benchmark(registry.parse_task(n).benchmark).local_only]
     per_file_total: dict[str, int] = {}
     per_file_selected: Counter = Counter()
     print(f"{'task':40} {'source':58} {'in file':>7} {'selected':>8} {'scored':>6} {'rejected':>8}")
     total_scored = total_rejected = 0
+    problems: list[str] = []
+    scored: list[dict] = []
     for name in names:
-        _, report = data.load_records(name, source)
+        items, report = data.load_records(name, source)
+        position = 0
+        for sub in report.sources:  # the items come source by source, in order
+            for item in items[position : position + sub.rows_scored]:
+                scored.append({"task": name, "file": sub.source, "line": item.line, "letter": item.letter,
+                               "options": len(item.options), "id": item.id})  # fmt: skip
+            position += sub.rows_scored
         for sub in report.sources:
             print(
                 f"{name:40} {sub.source[-58:]:58} {sub.rows_in_source:7} {sub.rows_selected:8} {sub.rows_scored:6} {len(sub.rejects):8}"
             )
+            if sub.params.get("cop_evidence"):
+                print(f"    MedMCQA cop: {sub.params['cop_evidence']}")
+            for finding in sub.audit.get("findings", []):
+                kind = "not scored" if finding["rejected"] else "scored, reported"
+                print(
+                    f"    audit ({kind}): {finding['at']}: {finding['code']} x{finding['count']}: {finding['message']}"
+                )
             for reject in sub.rejects[: args.show_rejects]:
                 print(f"    not scored: {reject.where}: {reject.reason}")
             per_file_total[sub.source] = sub.rows_in_source
             per_file_selected[sub.source] += sub.rows_selected
             total_scored += sub.rows_scored
             total_rejected += len(sub.rejects)
+        problems += data.gate_problems(report, gate)
     print(f"{len(names)} tasks from {source.label}: {total_scored} rows scored, {total_rejected} rejected")
     for file, total in per_file_total.items():
         if per_file_selected[file] != total:
             print(
                 f"  {file}: {total} rows, {per_file_selected[file]} selected by the tasks above, {total - per_file_selected[file]} by none"
             )
+    if args.items:
+        _write_items(Path(args.items), scored)
+    data.refuse(problems, flags="--max-rejected / --max-repeated")
     return 0
+
+
+def _write_items(path: Path, scored: list[dict]) -> None:
+    """Every scored item, one JSON line each: task, file, line, gold letter (what a run would score)."""
+    import json
+
+    with open(path, "w", encoding="utf-8") as out:
+        for row in scored:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     for group, members in registry.groups().items():
         print(f"{group}: {' '.join(members)}")
     return 0
+
+
+def _limit_flags(sub: argparse.ArgumentParser) -> None:
+    limits = data.default_gate()
+    sub.add_argument(
+        "--max-rejected",
+        help=f"refuse a source when more than this share of its rows cannot be scored (default {limits.max_rejected_share}, settings.yaml)",
+    )
+    sub.add_argument(
+        "--max-repeated",
+        help=f"refuse a source when more than this share of its rows repeats another's question (default {limits.max_repeated_share})",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -136,7 +207,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="model folder or hub id (default: models/tiny-bimedix-moe)")
     run.add_argument("--adapter", help="LoRA/QLoRA adapter folder (hf: peft; vllm: LoRA request)")
     run.add_argument("--backend", help="hf (default), vllm or api")
-    run.add_argument("--tasks", help="comma-separated tasks or groups (default: bimedix_bilingual, the 18 tasks)")
+    run.add_argument(
+        "--tasks",
+        help="comma-separated tasks or groups (default: bimedix_bilingual, the paper's 18, and the tasks beside "
+        "them, MedArabiQ, when the data source lists them)",
+    )
     run.add_argument("--data", help="sample (default), hub, or a folder with index.yaml (or an index file)")
     run.add_argument("--data-root", help="where the index's paths resolve (default: the index's folder)")
     run.add_argument("--run-name", help="results/<run-name>/ (default: <model>[+<adapter>]-<backend>-<data>)")
@@ -155,6 +230,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--tensor-parallel-size", help="vllm: GPUs per model (default 1)")
     run.add_argument("--model-args", help="extra lm-eval model_args, k=v,k=v (override the backend's)")
     run.add_argument("--no-samples", action="store_true", help="do not write per-question samples/*.jsonl")
+    _limit_flags(run)
     run.set_defaults(func=cmd_run)
 
     tab = sub.add_parser("tables", help="the three paper tables (Markdown, CSV, PNG) from one or more result folders")
@@ -170,6 +246,8 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--data-root", help="where the index's paths resolve (default: the index's folder)")
     check.add_argument("--tasks", help="comma-separated task names (default: every task the source lists)")
     check.add_argument("--show-rejects", type=int, default=5, help="rejected rows to list per source (default 5)")
+    _limit_flags(check)
+    check.add_argument("--items", help="write every scored item here (JSON lines: task, file, line, gold letter)")
     check.set_defaults(func=cmd_check_data)
 
     lst = sub.add_parser("list", help="the groups and their tasks")

@@ -1,28 +1,33 @@
-"""Benchmark data for the bimedix_* tasks: one setting picks the source, converters make lm-eval docs.
+"""Benchmark data for the bimedix_* tasks: one setting picks the source, bimedix.formats reads it.
 
 The source (EVAL_DATA) is one of
-  sample        the project's embedded synthetic sample (eval_tasks/sample_data/index.yaml; default)
-  hub           the Hugging Face datasets in eval_tasks/config/hub_sources.yaml
+  sample        the project's embedded synthetic sample (eval_tasks/sample_data/index.yaml)
+  hub           the Hugging Face datasets in eval_tasks/hub_sources.yaml
   PATH          a folder holding index.yaml, or an index file itself, listing local files in their
                 original formats (the layout of eval_tasks/sample_data/index.yaml)
 
-Readers do the I/O and number the rows; converters are pure functions `row -> Record | Reject`.
-Structural problems (unreadable file, missing field, unknown column layout) raise EvalDataError with
-a one-line message naming the file and line or field. A row whose answer is not among its options
-(or that has an empty question or option) is a Reject: counted and listed in the load report, never
-scored. Reports of the tasks loaded in this process are kept in REPORTS for the results file.
+Every file (and hub split) is read by `bimedix.formats`, the reader data_prep and the LLM stages use,
+so a file gives the same items and gold letters here as there. A row that cannot be scored (answer
+not among the options, an empty field, another script than the task's language, leaked markup,
+an option count the task does not score, ...) is a Reject: counted, listed with its file:line and
+reason in the load report, never scored. A row that repeats an earlier row's question and options
+is scored once. `gate_problems` says when a source must be refused (too many rows unusable, or
+too many repeating another's question); check-data and every run refuse such a source.
+
+Public entry points: `load_records(task, source)` (the items a task scores and its report),
+`scored_set(eval_data)` (every scored item of a source: what data_prep decontaminates against),
+`resolve_source`, `read_index`, `to_docs`. Reports of the tasks loaded in this process are kept in
+REPORTS for the results file.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import math
 import os
 import random
-import re
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -30,44 +35,37 @@ from typing import Any
 
 import yaml
 
-from bimedix.mcq import OPTION_LETTERS, PUBMEDQA_LABELS
+from bimedix import formats
+from bimedix.audit import Gate
+from bimedix.formats import Context, FormatError, Item
 from eval_tasks import registry
-from eval_tasks.text import normalise, parse_answer_key, strip_invisible
 
 ENV_DATA = "BIMEDIX_EVAL_DATA"
 ENV_DATA_ROOT = "BIMEDIX_EVAL_DATA_ROOT"
-MAX_OPTIONS = len(OPTION_LETTERS["en"])
 
 
 class EvalDataError(ValueError):
-    """Benchmark data that cannot be read. The message is one line naming the file, row or field."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """One scorable question, whatever its source format."""
-
-    id: str
-    question: str
-    choices: list[str]  # option texts (MCQ) or the language's yes/no/maybe labels (PubMedQA)
-    answer: int  # index into choices
-    context: str = ""  # PubMedQA's abstract, paragraphs joined by newlines
+    """Benchmark data that cannot be read or must not be scored. One line naming the file, row or field."""
 
 
 @dataclass(frozen=True)
 class Reject:
     where: str  # file:line, or hub id and row
     reason: str
+    code: str = ""
 
 
 @dataclass
 class SourceReport:
-    source: str  # a file (relative to the data root) or a hub id
+    source: str  # a file (relative to the current folder) or a hub id
     format: str
     rows_in_source: int = 0  # rows the file or dataset holds
     rows_selected: int = 0  # rows the index entry selects (rows / where / ids)
     rows_scored: int = 0
     rejects: list[Reject] = field(default_factory=list)
+    params: dict = field(default_factory=dict)  # what the format's probe found (MedMCQA cop base and evidence)
+    audit: dict = field(default_factory=dict)  # bimedix.audit.FileAudit.to_dict()
+    sha256: str | None = None  # of the file (local sources)
 
 
 @dataclass
@@ -84,351 +82,52 @@ class LoadReport:
     def rejects(self) -> list[Reject]:
         return [r for s in self.sources for r in s.rejects]
 
+    def audit_counts(self) -> dict[str, int]:
+        """Rows per finding code over the task's sources (duplicate, repeated_question, answer_not_in_options, ...)."""
+        counts: dict[str, int] = {}
+        for source in self.sources:
+            for finding in source.audit.get("findings", []):
+                counts[finding["code"]] = counts.get(finding["code"], 0) + finding["count"]
+        return counts
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["rows_scored"] = self.rows_scored
         out["rows_rejected"] = len(self.rejects)
+        out["audit_counts"] = self.audit_counts()
         return out
 
 
 REPORTS: dict[str, LoadReport] = {}
 
 
-# --------------------------------------------------------------------------------------------------
-# Converters: row (keys lower-cased) -> Record | Reject. Pure; raise EvalDataError on a missing field.
-# --------------------------------------------------------------------------------------------------
+@cache
+def default_gate() -> Gate:
+    audit = registry.settings()["audit"]
+    return Gate(float(audit["max_rejected_share"]), float(audit["max_repeated_share"]))
 
 
-@dataclass(frozen=True)
-class Context:
-    """What a converter needs to know about the task it feeds."""
-
-    kind: str  # "mcq" or "pubmedqa"
-    language: str
-    cop_base: int = 1
-
-
-def _field(row: dict, where: str, *names: str) -> Any:
-    for name in names:
-        if name in row:
-            return row[name]
-    raise EvalDataError(f"{where}: missing field {' or '.join(repr(n) for n in names)}")
-
-
-def _text(value: Any, where: str, name: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise EvalDataError(f"{where}: field {name!r} should be text, found {type(value).__name__}")
-
-
-def _mcq(row_id: str, question: str, options: list[str], key: Any, ctx: Context, where: str, *, number_base: int = 0):
-    """A lettered multiple-choice question -> Record, or Reject when it cannot be scored."""
-    if ctx.kind != "mcq":
-        return _mcq_as_pubmedqa(row_id, question, options, key, ctx, where, number_base)
-    if not question.strip():
-        return Reject(where, "empty question")
-    if not 2 <= len(options) <= MAX_OPTIONS:
-        return Reject(where, f"{len(options)} options: expected 2 to {MAX_OPTIONS}")
-    letters = OPTION_LETTERS["en"]
-    for letter, text in zip(letters, options, strict=False):
-        if not text.strip():
-            return Reject(where, f"option {letter} is empty")
-    answer = parse_answer_key(key, len(options), number_base=number_base)
-    if answer is None:
-        shown = ", ".join(letters[: len(options)])
-        return Reject(where, f"answer {key!r} is not among the options ({shown})")
-    return Record(row_id, question, list(options), answer)
-
-
-def _label_index(value: Any) -> int | None:
-    key = normalise(_text(value, "", "label")).strip(" .")
-    for labels in PUBMEDQA_LABELS.values():
-        for i, label in enumerate(labels):
-            if key == normalise(label):
-                return i
-    return None
-
-
-def _mcq_as_pubmedqa(row_id, question, options, key, ctx: Context, where, number_base):
-    """A PubMedQA question written as MCQ (normalised JSON: (A) Yes. (B) No. (C) Maybe.)."""
-    labels = [_label_index(text) for text in options]
-    if None in labels or sorted(labels) != list(range(len(labels))):
-        raise EvalDataError(f"{where}: options {options!r} are not PubMedQA's yes / no / maybe")
-    picked = parse_answer_key(key, len(options), number_base=number_base)
-    if picked is None:
-        return Reject(where, f"answer {key!r} is not among the options")
-    return _pubmedqa(row_id, question, "", labels[picked], ctx, where)
-
-
-def _pubmedqa(row_id: str, question: str, context: str, label: int | None, ctx: Context, where: str):
-    if ctx.kind != "pubmedqa":
-        raise EvalDataError(f"{where}: a PubMedQA row (yes / no / maybe) cannot feed a multiple-choice task")
-    if not question.strip():
-        return Reject(where, "empty question")
-    if label is None:
-        return Reject(where, "final_decision is not one of yes / no / maybe")
-    return Record(row_id, question, list(PUBMEDQA_LABELS[ctx.language]), label, context)
-
-
-_OPTION_LINE = re.compile(r"^\s*\(\s*([A-Za-zأبجده])\s*\)\s?(.*)$")
-
-
-def parse_option_block(block: str) -> tuple[list[str], list[str]]:
-    """'(A) x\\n(B) y' -> (['A', 'B'], ['x', 'y']); a line without a marker continues the option above."""
-    letters: list[str] = []
-    texts: list[str] = []
-    for line in strip_invisible(block).splitlines():
-        match = _OPTION_LINE.match(line)
-        if match:
-            letters.append(match.group(1))
-            texts.append(match.group(2).rstrip())
-        elif texts:
-            texts[-1] += "\n" + line
-        elif line.strip():
-            return [], []
-    return letters, texts
-
-
-def convert_mcq(row: dict, where: str, ctx: Context) -> Record | Reject:
-    """Normalised MCQ (Apollo / XMedBench): question, options "(A) ..\\n(B) ..", answer "(A)", context."""
-    question = _text(_field(row, where, "question"), where, "question")
-    block = _text(_field(row, where, "options"), where, "options")
-    letters, texts = parse_option_block(block)
-    if not letters:
-        return Reject(where, "options are not written as (A) .. (B) ..")
-    expected = [i for i in range(len(letters))]
-    if [parse_answer_key(letter, MAX_OPTIONS) for letter in letters] != expected:
-        return Reject(where, f"option letters {''.join(letters)} are not in order from A")
-    row_id = _text(row.get("id", ""), where, "id") or where
-    record = _mcq(row_id, question, texts, _field(row, where, "answer"), ctx, where)
-    if isinstance(record, Record) and ctx.kind == "pubmedqa":
-        context = _text(row.get("context", ""), where, "context")
-        record = Record(record.id, record.question, record.choices, record.answer, context)
-    return record
-
-
-def convert_medqa(row: dict, where: str, ctx: Context) -> Record | Reject:
-    """MedQA: question, options {"A": .., "D": ..} (or a list), answer_idx "A" (or only the answer text)."""
-    question = _text(_field(row, where, "question"), where, "question")
-    options = _field(row, where, "options")
-    if isinstance(options, dict):
-        keys = sorted(options, key=lambda k: (parse_answer_key(k, MAX_OPTIONS + 1) is None, str(k)))
-        texts = [_text(options[k], where, f"options.{k}") for k in keys]
-    elif isinstance(options, list):
-        texts = [
-            _text(o.get("value"), where, "options") if isinstance(o, dict) else _text(o, where, "options")
-            for o in options
-        ]
-    else:
-        raise EvalDataError(
-            f"{where}: field 'options' should be a mapping A..D or a list, found {type(options).__name__}"
-        )
-    row_id = _text(row.get("id", ""), where, "id") or where
-    if "answer_idx" in row:
-        return _mcq(row_id, question, texts, row["answer_idx"], ctx, where)
-    answer = normalise(_text(_field(row, where, "answer_idx", "answer"), where, "answer"))
-    matches = [i for i, text in enumerate(texts) if normalise(text) == answer]
-    if len(matches) != 1:
-        return Reject(where, f"answer {row['answer']!r} is not among the options")
-    return _mcq(row_id, question, texts, matches[0], ctx, where)
-
-
-def convert_medqa_hf(row: dict, where: str, ctx: Context) -> Record | Reject:
-    """MedQA as GBaker/MedQA-USMLE-4-options-hf (lm-eval's medqa_4options): sent1, ending0..3, label."""
-    question = _text(_field(row, where, "sent1"), where, "sent1")
-    texts = []
-    while f"ending{len(texts)}" in row:
-        texts.append(_text(row[f"ending{len(texts)}"], where, f"ending{len(texts)}"))
-    row_id = _text(row.get("id", ""), where, "id") or where
-    return _mcq(row_id, question, texts, _field(row, where, "label"), ctx, where)
-
-
-def convert_medmcqa(row: dict, where: str, ctx: Context) -> Record | Reject:
-    """MedMCQA: id, question, opa..opd, cop (1-based in the original release, 0-based on the hub)."""
-    question = _text(_field(row, where, "question"), where, "question")
-    texts = [_text(_field(row, where, f"op{c}"), where, f"op{c}") for c in "abcd"]
-    row_id = _text(row.get("id", ""), where, "id") or where
-    return _mcq(row_id, question, texts, _field(row, where, "cop"), ctx, where, number_base=ctx.cop_base)
-
-
-def convert_mmlu(row: dict, where: str, ctx: Context) -> Record | Reject:
-    """MMLU CSV columns: question, A, B, C, D, answer (a letter)."""
-    question = _text(_field(row, where, "question"), where, "question")
-    texts = [_text(_field(row, where, c), where, c) for c in "abcd"]
-    return _mcq(
-        _text(row.get("id", ""), where, "id") or where, question, texts, _field(row, where, "answer"), ctx, where
-    )
-
-
-def convert_mmlu_hf(row: dict, where: str, ctx: Context) -> Record | Reject:
-    """MMLU as cais/mmlu: question, choices [..], answer (0-based index)."""
-    question = _text(_field(row, where, "question"), where, "question")
-    choices = _field(row, where, "choices")
-    if not isinstance(choices, list):
-        raise EvalDataError(f"{where}: field 'choices' should be a list, found {type(choices).__name__}")
-    texts = [_text(c, where, "choices") for c in choices]
-    return _mcq(
-        _text(row.get("id", ""), where, "id") or where, question, texts, _field(row, where, "answer"), ctx, where
-    )
-
-
-def convert_pubmedqa(row: dict, where: str, ctx: Context) -> Record | Reject:
-    """PubMedQA: QUESTION, CONTEXTS [..], final_decision (ori_pqal.json, bigbio) or question, context
-    (a {"contexts": [..]} mapping, a list or text), final_decision (qiaojin/PubMedQA)."""
-    question = _text(_field(row, where, "question"), where, "question")
-    context = _field(row, where, "contexts", "context")
-    if isinstance(context, dict):
-        context = _field(context, f"{where} context", "contexts")
-    if isinstance(context, list):
-        context = "\n".join(_text(c, where, "contexts") for c in context)
-    context = _text(context, where, "context")
-    row_id = _text(row.get("pmid", row.get("pubid", "")), where, "pmid") or where
-    return _pubmedqa(row_id, question, context, _label_index(_field(row, where, "final_decision")), ctx, where)
-
-
-Converter = Callable[[dict, str, Context], "Record | Reject"]
-LAYOUTS: dict[str, Converter] = {
-    "mcq": convert_mcq,
-    "medqa": convert_medqa,
-    "medqa_hf": convert_medqa_hf,
-    "medmcqa": convert_medmcqa,
-    "mmlu": convert_mmlu,
-    "mmlu_hf": convert_mmlu_hf,
-    "pubmedqa": convert_pubmedqa,
-}
-# Column sets that identify a layout in a dataset of unknown schema (the Arabic hub sets), most specific first.
-LAYOUT_COLUMNS: list[tuple[str, set[str]]] = [
-    ("medqa_hf", {"sent1", "ending0", "label"}),
-    ("medmcqa", {"question", "opa", "opb", "opc", "opd", "cop"}),
-    ("pubmedqa", {"question", "contexts", "final_decision"}),
-    ("pubmedqa", {"question", "context", "final_decision"}),
-    ("mmlu", {"question", "a", "b", "c", "d", "answer"}),
-    ("mmlu_hf", {"question", "choices", "answer"}),
-    ("medqa", {"question", "options", "answer_idx"}),
-    ("mcq", {"question", "options", "answer"}),  # options as "(A) ..\n(B) .." text, or a mapping / list (medqa)
-]
-
-
-def detect_layout(first_row: dict, source: str) -> str:
-    columns = set(first_row)
-    for layout, needed in LAYOUT_COLUMNS:
-        if needed <= columns:
-            if layout == "mcq" and not isinstance(first_row.get("options"), str):
-                return "medqa"  # options as a mapping or list, answer as text
-            return layout
-    known = "; ".join(f"{name}: {', '.join(sorted(cols))}" for name, cols in LAYOUT_COLUMNS)
-    raise EvalDataError(
-        f"{source}: unrecognised column layout; columns found: {', '.join(sorted(columns)) or 'none'}; expected one of: {known}"
+def task_context(task: registry.TaskId) -> Context:
+    """What the format layer checks for this task: its language, the option counts it scores, and
+    whether it takes yes / no / maybe questions (PubMedQA) or lettered options."""
+    bench = registry.benchmark(task.benchmark)
+    return Context(
+        language=task.language,
+        option_counts=tuple(bench.options),
+        option_counts_of=f"task {task.data_name}",
+        yes_no_maybe=bench.kind == "pubmedqa",
     )
 
 
 # --------------------------------------------------------------------------------------------------
-# Readers: a local file in its original format -> (where, row) pairs, keys lower-cased.
-# --------------------------------------------------------------------------------------------------
-
-
-def _lower_keys(row: dict) -> dict:
-    return {str(k).strip().lower(): v for k, v in row.items()}
-
-
-def _read_text(path: Path, label: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise EvalDataError(f"{label}: file not found") from None
-    except UnicodeDecodeError as err:
-        raise EvalDataError(f"{label}: not UTF-8 text (byte {err.start})") from None
-
-
-def read_jsonl(path: Path, label: str) -> Iterator[tuple[str, dict]]:
-    for number, line in enumerate(_read_text(path, label).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise EvalDataError(f"{label}:{number}: invalid JSON ({err.msg}, column {err.colno})") from None
-        if not isinstance(row, dict):
-            raise EvalDataError(f"{label}:{number}: expected a JSON object, found {type(row).__name__}")
-        yield f"{label}:{number}", _lower_keys(row)
-
-
-def _load_json(path: Path, label: str) -> Any:
-    try:
-        return json.loads(_read_text(path, label))
-    except json.JSONDecodeError as err:
-        raise EvalDataError(f"{label}:{err.lineno}: invalid JSON ({err.msg}, column {err.colno})") from None
-
-
-def read_json_list(path: Path, label: str) -> Iterator[tuple[str, dict]]:
-    items = _load_json(path, label)
-    if not isinstance(items, list):
-        raise EvalDataError(f"{label}: expected a JSON array of questions, found {type(items).__name__}")
-    for number, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise EvalDataError(f"{label} item {number}: expected a JSON object, found {type(item).__name__}")
-        yield f"{label} item {number}", _lower_keys(item)
-
-
-def read_pubmedqa(path: Path, label: str) -> Iterator[tuple[str, dict]]:
-    items = _load_json(path, label)
-    if not isinstance(items, dict):
-        raise EvalDataError(
-            f"{label}: expected a JSON object keyed by PMID (ori_pqal.json), found {type(items).__name__}"
-        )
-    for pmid, item in items.items():
-        if not isinstance(item, dict):
-            raise EvalDataError(f"{label} PMID {pmid}: expected a JSON object, found {type(item).__name__}")
-        yield f"{label} PMID {pmid}", {"pmid": str(pmid), **_lower_keys(item)}
-
-
-MMLU_COLUMNS = ("question", "a", "b", "c", "d", "answer")
-
-
-def read_mmlu_csv(path: Path, label: str) -> Iterator[tuple[str, dict]]:
-    reader = csv.reader(_read_text(path, label).splitlines(keepends=True))
-    start = 1
-    try:
-        for cells in reader:
-            where = f"{label}:{start}"
-            start = reader.line_num + 1
-            if not cells or cells == [""]:
-                continue
-            if [c.strip().lower() for c in cells] == list(MMLU_COLUMNS):
-                continue  # a header row; the original files have none
-            if len(cells) != len(MMLU_COLUMNS):
-                raise EvalDataError(f"{where}: expected 6 columns (question,A,B,C,D,answer), found {len(cells)}")
-            yield where, dict(zip(MMLU_COLUMNS, cells, strict=True))
-    except csv.Error as err:
-        raise EvalDataError(f"{label}:{reader.line_num}: malformed CSV ({err})") from None
-
-
-@dataclass(frozen=True)
-class Format:
-    reader: Callable[[Path, str], Iterator[tuple[str, dict]]]
-    layout: str
-    cop_base: int = 1
-
-
-FORMATS: dict[str, Format] = {
-    "medqa": Format(read_jsonl, "medqa"),
-    "medmcqa": Format(read_jsonl, "medmcqa", cop_base=1),  # the original release; `cop_base: 0` for hub exports
-    "pubmedqa": Format(read_pubmedqa, "pubmedqa"),
-    "mmlu_csv": Format(read_mmlu_csv, "mmlu"),
-    "mcq_json": Format(read_json_list, "mcq"),
-}
-
-
-# --------------------------------------------------------------------------------------------------
-# Sources: the index of a local folder, or the hub.
+# Local files: the index
 # --------------------------------------------------------------------------------------------------
 
 INDEX_KEYS = {"task", "language", "path", "format"}
 INDEX_OPTIONAL = {"cop_base", "rows", "where", "ids"}
+LOCAL_FORMATS = tuple(
+    name for name, fmt in formats.FORMATS.items() if fmt.local and name not in ("qa_jsonl", "chat_jsonl")
+)
 
 
 @dataclass(frozen=True)
@@ -441,6 +140,16 @@ class IndexEntry:
     rows: tuple[int, int] | None = None  # [start, stop) positions in the file, before `where`
     where: tuple[tuple[str, str], ...] = ()  # keep rows whose field equals the value (e.g. source: medmcqa)
     ids: str | None = None  # a JSON file whose keys (or items) are the row ids to keep (PubMedQA's test PMIDs)
+
+
+def _read_text(path: Path, label: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise EvalDataError(f"{label}: file not found") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise EvalDataError(f"{label}:{line}: not UTF-8 text (byte {err.object[err.start]:#04x})") from None
 
 
 def _index_entry(raw: Any, number: int, label: str) -> IndexEntry:
@@ -466,8 +175,8 @@ def _index_entry(raw: Any, number: int, label: str) -> IndexEntry:
         )
     if raw["language"] != task_id.language:
         raise EvalDataError(f"{here}: language {raw['language']!r} does not match task {task} ({task_id.language})")
-    if raw["format"] not in FORMATS:
-        raise EvalDataError(f"{here}: unknown format {raw['format']!r} (known: {', '.join(FORMATS)})")
+    if raw["format"] not in LOCAL_FORMATS:
+        raise EvalDataError(f"{here}: unknown format {raw['format']!r} (known: {', '.join(LOCAL_FORMATS)})")
     rows = raw.get("rows")
     if rows is not None and not (
         isinstance(rows, list)
@@ -521,9 +230,22 @@ class DataSource:
         return self.kind if self.kind != "local" else str(self.index)
 
 
-def resolve_source(value: str | None = None, root: str | None = None) -> DataSource:
-    """EVAL_DATA (and EVAL_DATA_ROOT) -> DataSource; relative paths resolve against the current directory."""
-    value = (value or os.environ.get(ENV_DATA) or "sample").strip()
+SAMPLE_WARNING = (
+    "EVAL_DATA=sample: scoring the embedded SYNTHETIC sample (6 questions per task, written for this project): "
+    "a smoke test of the plumbing, not the benchmark; its scores mean nothing"
+)
+NO_SOURCE = (
+    'no benchmark data named: pass --metadata \'{"eval_data": "hub"}\' (the real benchmarks), a folder of '
+    'local files, or "sample" (the project\'s 6-question synthetic smoke-test sample), or set BIMEDIX_EVAL_DATA'
+)
+
+
+def resolve_source(value: str | None = None, root: str | None = None, *, default: str | None = "sample") -> DataSource:
+    """EVAL_DATA (and EVAL_DATA_ROOT) -> DataSource; relative paths resolve against the current directory.
+    default=None: no value and no $BIMEDIX_EVAL_DATA is an error (plain lm-eval must name its data)."""
+    value = (value or os.environ.get(ENV_DATA) or default or "").strip()
+    if not value:
+        raise EvalDataError(NO_SOURCE)
     root = root or os.environ.get(ENV_DATA_ROOT) or None
     if value == "hub":
         return DataSource("hub")
@@ -539,52 +261,90 @@ def resolve_source(value: str | None = None, root: str | None = None) -> DataSou
 
 
 def _select_ids(path: Path, label: str) -> set[str]:
-    data = _load_json(path, label)
-    if isinstance(data, dict):
-        return {str(k) for k in data}
-    if isinstance(data, list):
+    import json
+
+    try:
+        data = json.loads(_read_text(path, label))
+    except json.JSONDecodeError as err:
+        raise EvalDataError(f"{label}:{err.lineno}: invalid JSON ({err.msg}, column {err.colno})") from None
+    if isinstance(data, (dict, list)):
         return {str(k) for k in data}
     raise EvalDataError(f"{label}: expected a JSON object or array of ids, found {type(data).__name__}")
 
 
-def _convert_rows(
-    rows: list[tuple[str, dict]], layout: str, ctx: Context, report: SourceReport, records: list[Record]
-) -> None:
-    converter = LAYOUTS[layout]
-    for where, row in rows:
-        result = converter(row, where, ctx)
-        if isinstance(result, Reject):
-            report.rejects.append(result)
-        else:
-            records.append(result)
-            report.rows_scored += 1
+def _row_value(row: Any, key: str) -> Any:
+    if not isinstance(row, dict):
+        return None
+    for k, v in row.items():
+        if str(k).strip().lower() == key:
+            return v
+    return None
 
 
-def _load_local(task: registry.TaskId, source: DataSource) -> tuple[list[Record], LoadReport]:
+def _row_id(row: Any) -> str | None:
+    for key in ("_key", "pmid", "pubid", "id"):
+        value = _row_value(row, key)
+        if value is not None:
+            return str(value)
+    return None
+
+
+def _score(
+    rows: list[tuple[int, Any]],
+    fmt: str,
+    task: registry.TaskId,
+    label: str,
+    declared: dict,
+    where: Callable[[int], str],
+) -> tuple[list[Item], SourceReport]:
+    """Selected rows of one source -> its scored items and report, through bimedix.formats."""
+    try:
+        read = formats.convert_rows(rows, fmt, task_context(task), label=label, declared=declared)
+    except FormatError as err:
+        raise EvalDataError(str(err)) from None
+    report = SourceReport(label, fmt, rows_selected=len(rows), rows_scored=len(read.items), params=read.params)
+    report.rejects = [Reject(where(line), reject.reason, reject.code) for line, reject in read.rejects]
+    report.audit = read.audit.to_dict()
+    return read.items, report
+
+
+def _load_local(task: registry.TaskId, source: DataSource) -> tuple[list[Item], LoadReport]:
     entries = [e for e in read_index(source.index) if e.task == task.data_name]
     if not entries:
         raise EvalDataError(f"{source.index}: no entry for task {task.data_name}")
     report = LoadReport(task.data_name, source.label)
-    records: list[Record] = []
-    bench = registry.benchmark(task.benchmark)
+    items: list[Item] = []
     for entry in entries:
-        fmt = FORMATS[entry.format]
         path = source.root / entry.path
         label = _display(path)
-        rows = list(fmt.reader(path, label))
-        sub = SourceReport(label, entry.format, rows_in_source=len(rows))
+        try:
+            rows = formats.read_rows(path, entry.format, label)
+        except FormatError as err:
+            raise EvalDataError(str(err)) from None
+        in_source = len(rows)
         if entry.rows is not None:
             rows = rows[entry.rows[0] : entry.rows[1]]
         for key, value in entry.where:
-            rows = [(w, r) for w, r in rows if str(r.get(key)) == value]
+            rows = [(n, r) for n, r in rows if str(_row_value(r, key)) == value]
         if entry.ids is not None:
             keep = _select_ids(source.root / entry.ids, _display(source.root / entry.ids))
-            rows = [(w, r) for w, r in rows if str(r.get("pmid", r.get("id"))) in keep]
-        sub.rows_selected = len(rows)
-        cop_base = entry.cop_base if entry.cop_base is not None else fmt.cop_base
-        _convert_rows(rows, fmt.layout, Context(bench.kind, task.language, cop_base), sub, records)
+            rows = [(n, r) for n, r in rows if _row_id(r) in keep]
+        declared = {"cop_base": entry.cop_base, "cop_base_from": f"cop_base in {_display(source.index)}",
+                    "cop_base_hint": f"set cop_base: 0 or 1 on its entry in {_display(source.index)}"}  # fmt: skip
+        found, sub = _score(rows, entry.format, task, label, declared, lambda n, label=label: f"{label}:{n}")
+        sub.rows_in_source = in_source
+        sub.sha256 = _sha256(path)
+        items += found
         report.sources.append(sub)
-    return records, report
+    return items, report
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _display(path: Path) -> str:
@@ -595,7 +355,12 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def pubmedqa_test_split(rows: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+# --------------------------------------------------------------------------------------------------
+# The hub
+# --------------------------------------------------------------------------------------------------
+
+
+def pubmedqa_test_split(rows: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
     """PubMedQA's standard 500-question test set, from the 1000 labelled questions in their file order.
 
     The PubMedQA authors' preprocess/split_dataset.py, split(dataset, 2): random.seed(0), then per label
@@ -604,12 +369,14 @@ def pubmedqa_test_split(rows: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
     Re-run here on the hub copy, whose rows keep ori_pqal.json's order (checked by sha256 by the caller).
     """
     rnd = random.Random(0)
-    by_label: dict[str, list[int]] = {"yes": [], "no": [], "maybe": []}
-    for position, (where, row) in enumerate(rows):
-        decision = str(row.get("final_decision", "")).strip().lower()
-        if decision not in by_label:
-            raise EvalDataError(f"{where}: final_decision {decision!r} is not yes / no / maybe")
-        by_label[decision].append(position)
+    pubmedqa = formats.FORMATS["pubmedqa"]
+    by_label: dict[int, list[int]] = {0: [], 1: [], 2: []}  # yes, no, maybe
+    for position, (line, row) in enumerate(rows):
+        item = pubmedqa.convert(row, Context(), line)
+        if isinstance(item, formats.Reject) or item.kind != "mcq":
+            reason = item.reason if isinstance(item, formats.Reject) else "no final_decision"
+            raise EvalDataError(f"row {line}: {reason}; the PubMedQA test split needs every labelled row")
+        by_label[item.answer].append(position)
     halves: list[list[int]] = [[], []]
     for positions in by_label.values():
         rnd.shuffle(positions)
@@ -623,35 +390,47 @@ def pubmedqa_test_split(rows: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
     return [rows[p] for p in halves[1]]
 
 
-SELECTIONS: dict[str, Callable[[list[tuple[str, dict]]], list[tuple[str, dict]]]] = {
+SELECTIONS: dict[str, Callable[[list[tuple[int, Any]]], list[tuple[int, Any]]]] = {
     "pubmedqa_test_split": pubmedqa_test_split,
 }
 
 
-def _row_ids_digest(rows: list[tuple[str, dict]]) -> str:
-    ids = sorted(str(r.get("pmid", r.get("pubid", r.get("id", "")))) for _, r in rows)
+def _row_ids_digest(rows: list[tuple[int, Any]]) -> str:
+    ids = sorted(_row_id(r) or "" for _, r in rows)
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def _load_hub(task: registry.TaskId) -> tuple[list[Record], LoadReport]:
+def hub_spec(task: registry.TaskId) -> dict:
     spec = registry.hub_sources().get(task.data_name)
     if spec is None:
-        raise EvalDataError(f"eval_tasks/config/hub_sources.yaml: no entry for task {task.data_name}")
+        if registry.benchmark(task.benchmark).local_only:
+            raise EvalDataError(
+                f"{task.data_name}: {registry.benchmark(task.benchmark).column} is not read from the hub (its licence "
+                "forbids redistribution); point EVAL_DATA at a folder whose index.yaml lists your own copy (eval_tasks/README.md)"
+            )
+        raise EvalDataError(f"{registry.HUB_SOURCES}: no entry for task {task.data_name}")
+    return spec
+
+
+def _load_hub(task: registry.TaskId, *, cache_only: bool = False) -> tuple[list[Item], LoadReport]:
+    spec = hub_spec(task)
     hub_id = spec["path"] + (f" ({spec['name']})" if spec.get("name") else "")
     try:
-        import datasets
-
-        dataset = datasets.load_dataset(spec["path"], spec.get("name"), split=spec["split"])
-    except Exception as err:  # datasets raises many types (connection, missing split, offline mode)
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        dataset = formats.load_hub(spec["path"], spec.get("name"), spec["split"], cache_only=cache_only)
+    except formats.NotCached as err:
         raise EvalDataError(
-            f"{task.data_name}: cannot load {hub_id} split {spec['split']!r} from the Hugging Face hub: {reason}"
+            f"EVAL_DATA=hub: {err}; fetch it once with the network (`python -m eval_tasks check-data --data hub`)"
         ) from None
-    rows = [(f"{hub_id} row {i}", _lower_keys(row)) for i, row in enumerate(dataset)]
+    except FormatError as err:
+        raise EvalDataError(f"{task.data_name}: {err}") from None
+    rows = list(enumerate(dataset, start=1))
     if not rows:
         raise EvalDataError(f"{task.data_name}: {hub_id} split {spec['split']!r} is empty")
-    layout = detect_layout(rows[0][1], hub_id)
-    sub = SourceReport(hub_id, f"hub:{layout}", rows_in_source=len(rows))
+    try:
+        layout = formats.detect_layout(rows[0][1], hub_id)
+    except FormatError as err:
+        raise EvalDataError(str(err)) from None
+    in_source = len(rows)
     if spec.get("select"):
         rows = SELECTIONS[spec["select"]](rows)
         if spec.get("sha256") and _row_ids_digest(rows) != spec["sha256"]:
@@ -659,35 +438,114 @@ def _load_hub(task: registry.TaskId) -> tuple[list[Record], LoadReport]:
                 f"{task.data_name}: {spec['select']} on {hub_id} did not give the expected rows (sha256 of the ids differs);"
                 " point EVAL_DATA at a folder with ori_pqal.json and test_ground_truth.json instead"
             )
-    sub.rows_selected = len(rows)
-    bench = registry.benchmark(task.benchmark)
-    records: list[Record] = []
-    _convert_rows(rows, layout, Context(bench.kind, task.language, int(spec.get("cop_base", 1))), sub, records)
-    return records, LoadReport(task.data_name, "hub", [sub])
+    declared = {"cop_base": spec.get("cop_base"), "cop_base_from": f"cop_base in {registry.HUB_SOURCES}",
+                "cop_base_hint": f"set cop_base: 0 or 1 on {task.data_name} in {registry.HUB_SOURCES}"}  # fmt: skip
+    items, sub = _score(rows, layout, task, hub_id, declared, lambda n: f"{hub_id} row {n}")
+    sub.format = f"hub:{layout}"
+    sub.rows_in_source = in_source
+    return items, LoadReport(task.data_name, "hub", [sub])
 
 
-def load_records(task: str | registry.TaskId, source: DataSource | None = None) -> tuple[list[Record], LoadReport]:
-    """The scorable records of a task and the report of what was read, scored and rejected."""
+# --------------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------------
+
+
+def load_records(
+    task: str | registry.TaskId, source: DataSource | None = None, *, cache_only: bool = False
+) -> tuple[list[Item], LoadReport]:
+    """The items a task scores and the report of what was read, scored, rejected and found by the audit."""
     task_id = registry.parse_task(task) if isinstance(task, str) else task
     source = source or resolve_source()
-    records, report = _load_hub(task_id) if source.kind == "hub" else _load_local(task_id, source)
-    if not records:
-        raise EvalDataError(f"{task_id.data_name}: no scorable rows in {source.label} ({len(report.rejects)} rejected)")
+    if source.kind == "hub":
+        items, report = _load_hub(task_id, cache_only=cache_only)
+    else:
+        items, report = _load_local(task_id, source)
+    if not items:
+        first = f" (first: {report.rejects[0].where}: {report.rejects[0].reason})" if report.rejects else ""
+        raise EvalDataError(
+            f"{task_id.data_name}: no scorable rows in {source.label}: {len(report.rejects)} rejected{first}"
+        )
     REPORTS[task_id.data_name] = report
-    return records, report
+    return items, report
 
 
-def to_docs(records: list[Record], task: registry.TaskId) -> list[dict]:
-    """Records -> the lm-eval docs of a bimedix_* task (what utils.doc_to_text and friends read)."""
+def gate_problems(report: LoadReport, gate: Gate | None = None) -> list[str]:
+    """'file: why' for each source of the report the gate refuses (default: eval_tasks/settings.yaml's limits)."""
+    gate = gate or default_gate()
+    return [f"{source.source}: {problem}" for source in report.sources for problem in gate.problems(source.audit)]
+
+
+def refuse(problems: list[str], *, flags: str) -> None:
+    """One line for every source the gate refused (EvalDataError), or nothing."""
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise EvalDataError(f"{problems[0]}{more}; not scored: fix the data, or raise the limits ({flags})")
+
+
+@dataclass
+class ScoredSet:
+    label: str  # sample | hub | the index file
+    items: list[tuple[str, Item]]  # (task, item) for every item scored
+    files: list[dict]  # per task and source: task, file, sha256, rows, scored, rejected
+    sha256: str  # of the items: task, file:line, question, options, gold letter
+
+
+def scored_set(value: str | None = None, root: str | None = None, *, cache_only: bool = False) -> ScoredSet:
+    """Every item the source scores, over all its tasks: what data_prep's build decontaminates against.
+
+    Local sources: the tasks the index lists (its rows / where / ids selections applied); hub: every
+    task with a hub source (cache_only: from the local datasets cache, never downloading)."""
+    source = resolve_source(value, root)
+    if source.kind == "hub":
+        names = [t for t in registry.all_tasks() if t in registry.hub_sources()]
+    else:
+        listed = {e.task for e in read_index(source.index)}
+        names = [t for t in registry.all_tasks() if t in listed]
+    items: list[tuple[str, Item]] = []
+    files: list[dict] = []
+    digest = hashlib.sha256()
+    for name in names:
+        found, report = load_records(name, source, cache_only=cache_only)
+        for item in found:
+            items.append((name, item))
+            digest.update("\x1f".join([name, str(item.line), item.question, *item.options, item.letter or ""]).encode("utf-8", "surrogatepass") + b"\x1e")  # fmt: skip
+        for sub in report.sources:
+            files.append({"task": name, "file": sub.source, "sha256": sub.sha256, "rows": sub.rows_selected,
+                          "scored": sub.rows_scored, "rejected": len(sub.rejects)})  # fmt: skip
+    return ScoredSet(source.label, items, files, digest.hexdigest())
+
+
+def to_docs(items: list[Item], task: registry.TaskId) -> list[dict]:
+    """Items -> the lm-eval docs of a bimedix_* task (what utils.doc_to_text and friends read)."""
     return [
         {
-            "id": r.id,
-            "question": r.question,
-            "choices": list(r.choices),
-            "answer": r.answer,
-            "context": r.context,
+            "id": item.id or str(item.line),
+            "question": item.question,
+            "choices": list(item.options),
+            "answer": item.answer,
+            "context": item.context,
             "benchmark": task.benchmark,
             "language": task.language,
         }
-        for r in records
+        for item in items
     ]
+
+
+def audit_lines(report: LoadReport) -> list[str]:
+    """One line per audit finding of the task's sources: `file:line,...: code xN: message`."""
+    out = []
+    for source in report.sources:
+        for finding in source.audit.get("findings", []):
+            out.append(f"{finding['at']}: {finding['code']} x{finding['count']}: {finding['message']}")
+    return out
+
+
+_WARNED: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """A line on stderr, once per process (lm-eval loads a task's data more than once)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"bimedix eval_tasks: {message}", file=sys.stderr, flush=True)

@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bimedix.audit import Gate
 from bimedix.chat import system_message
 from bimedix.paths import ROOT
 from eval_tasks import backends, data, registry, tables
 
 TASKS_DIR = Path(__file__).resolve().parent
-DEFAULT_TASKS = ("bimedix_bilingual",)
+DEFAULT_TASKS = ("bimedix_bilingual",)  # the paper's 18; default_tasks() adds MedArabiQ where the data has it
 
 
 class RunError(ValueError):
@@ -30,7 +31,7 @@ class RunOptions:
     model: str = "models/tiny-bimedix-moe"
     adapter: str | None = None
     backend: str = "hf"
-    tasks: tuple[str, ...] = DEFAULT_TASKS
+    tasks: tuple[str, ...] = ()  # empty: default_tasks(source)
     data: str = "sample"  # sample | hub | a folder or index file
     data_root: str | None = None  # where an index's paths resolve (default: the index's folder)
     run_name: str | None = None
@@ -45,6 +46,15 @@ class RunOptions:
     tensor_parallel_size: int = 1
     log_samples: bool = True
     extra_model_args: dict = field(default_factory=dict)
+    max_rejected_share: float | None = None  # the audit's limits (default: eval_tasks/settings.yaml)
+    max_repeated_share: float | None = None
+
+    def gate(self) -> Gate:
+        default = data.default_gate()
+        return Gate(
+            default.max_rejected_share if self.max_rejected_share is None else self.max_rejected_share,
+            default.max_repeated_share if self.max_repeated_share is None else self.max_repeated_share,
+        )
 
     def name(self) -> str:
         if self.run_name:
@@ -65,12 +75,14 @@ def _quiet_lm_eval() -> None:
         logging.getLogger(name).addFilter(_DropMetadataHint())
 
 
-def task_manager(source: data.DataSource, include_defaults: bool = False):
+def task_manager(source: data.DataSource, include_defaults: bool = False, gate: Gate | None = None):
     from lm_eval.tasks import TaskManager
 
-    metadata = {"eval_data": "hub" if source.kind == "hub" else str(source.index)}
+    metadata = {"eval_data": source.kind if source.kind in ("hub", "sample") else str(source.index)}
     if source.kind != "hub":
         metadata["eval_data_root"] = str(source.root)
+    if gate is not None:
+        metadata |= {"max_rejected_share": gate.max_rejected_share, "max_repeated_share": gate.max_repeated_share}
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=include_defaults, metadata=metadata)
 
 
@@ -86,14 +98,31 @@ def leaf_tasks(names: list[str]) -> list[str]:
     return out
 
 
-def check_data(tasks: list[str], source: data.DataSource) -> None:
-    """Read every task's data now, so a missing or malformed file fails before a large model loads."""
-    seen = set()
+def check_data(tasks: list[str], source: data.DataSource, gate: Gate | None = None) -> None:
+    """Read and audit every task's data now, so a missing, malformed or refused file fails before a
+    large model loads; the audit's findings go to stderr (and, with the counts, into results.json)."""
+    seen, problems = set(), []
     for name in leaf_tasks(tasks):
         task = registry.parse_task(name)
         if task.data_name not in seen:
             seen.add(task.data_name)
-            data.load_records(task, source)
+            _, report = data.load_records(task, source)
+            problems += data.gate_problems(report, gate)
+            for line in data.audit_lines(report):
+                data.warn(f"{task.data_name}: audit: {line}")
+    data.refuse(problems, flags="--max-rejected / --max-repeated")
+    if source.kind == "sample":
+        data.warn(data.SAMPLE_WARNING)
+
+
+def default_tasks(source: data.DataSource) -> tuple[str, ...]:
+    """bimedix_bilingual, plus the tasks beside the paper's (MedArabiQ) that the source lists: the sample
+    and a local index that names them; never the hub (MedArabiQ is not redistributed)."""
+    extra = [t for t in registry.all_tasks() if not registry.benchmark(registry.parse_task(t).benchmark).paper]
+    if source.kind == "hub":
+        return DEFAULT_TASKS
+    listed = {e.task for e in data.read_index(source.index)}
+    return (*DEFAULT_TASKS, *(t for t in extra if t in listed))
 
 
 def check_tasks(names: tuple[str, ...], manager) -> list[str]:
@@ -144,10 +173,12 @@ def run(opts: RunOptions) -> Path:
         data.read_index(source.index)  # a malformed index fails now, before the model loads
     backends.check_model(opts.model)
     _quiet_lm_eval()
-    manager = task_manager(source, include_defaults=any(not t.startswith(registry.PREFIX) for t in opts.tasks))
+    gate = opts.gate()
+    opts.tasks = opts.tasks or default_tasks(source)
+    manager = task_manager(source, any(not t.startswith(registry.PREFIX) for t in opts.tasks), gate)
     tasks = check_tasks(opts.tasks, manager)
     data.REPORTS.clear()
-    check_data(tasks, source)
+    check_data(tasks, source, gate)
 
     import lm_eval
 
@@ -187,6 +218,15 @@ def run(opts: RunOptions) -> Path:
     return out_dir
 
 
+def _audit_totals(reports: dict) -> dict[str, int]:
+    """Rows per audit finding code over every task of the run (duplicate, repeated_question, ...)."""
+    totals: dict[str, int] = {}
+    for report in reports.values():
+        for code, count in report["audit_counts"].items():
+            totals[code] = totals.get(code, 0) + count
+    return dict(sorted(totals.items()))
+
+
 def _json_default(value):
     return str(value)
 
@@ -217,6 +257,11 @@ def write_results(results: dict, opts: RunOptions, source, model_args, lm_eval_m
         "wall_time_s": round(wall, 1),
         "questions": sum(v.get("effective", 0) for t, v in results.get("n-samples", {}).items() if t in ours),
         "rows_rejected": sum(r["rows_rejected"] for r in reports.values()),
+        "audit": _audit_totals(reports),
+        "audit_limits": {
+            "max_rejected_share": opts.gate().max_rejected_share,
+            "max_repeated_share": opts.gate().max_repeated_share,
+        },
         "data": reports,
         "repository_commit": _git_commit(),
     }

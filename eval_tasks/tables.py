@@ -4,7 +4,9 @@ Shape, as in the upstream README: Model | CKG CBio CMed MedGen ProMed Ana MedMCQ
 accuracy in percent with one decimal. AVG is the plain mean of the nine columns (not weighted by the
 number of questions). A Bilingual cell is the plain mean of the English and Arabic scores of that
 column: with translated, row-parallel test sets this equals the accuracy on the pooled English+Arabic
-questions. Written as tables.md, table_<name>.csv and tables.png (matplotlib, Agg).
+questions. Benchmarks outside the paper (MedArabiQ, native Arabic) are columns after AVG in their
+language's table, never part of AVG. A missing cell is `–` (Markdown), empty (CSV), no bar (PNG).
+Written as tables.md, table_<name>.csv and tables.png (matplotlib, Agg).
 """
 
 from __future__ import annotations
@@ -35,10 +37,22 @@ class Run:
     scores: dict[str, dict[str, float]]
     note: str
     generative: bool = False
+    data: str | None = None  # sample | hub | the index file it read
 
 
 def columns() -> list[str]:
-    return [b.column for b in registry.benchmarks()]
+    """The paper's nine columns (AVG is their mean)."""
+    return [b.column for b in registry.paper_benchmarks()]
+
+
+def extra_columns(table: str) -> list[str]:
+    """Columns beside the paper's, after AVG: benchmarks outside the paper in this table's language."""
+    language = LANGUAGE_OF.get(table)
+    return [b.column for b in registry.benchmarks() if not b.paper and language in b.languages]
+
+
+def all_columns(table: str) -> list[str]:
+    return [*columns(), "AVG", *extra_columns(table)]
 
 
 def load_run(path: Path, label: str | None = None) -> Run:
@@ -71,28 +85,43 @@ def load_run(path: Path, label: str | None = None) -> Run:
     meta = results.get("bimedix", {})
     model = meta.get("model") or results.get("config", {}).get("model_args", "?")
     adapter = meta.get("adapter")
+    data = meta.get("eval_data")
     if label is None:
         label = Path(str(model)).name + (f" + {Path(adapter).name}" if adapter else "")
-        if meta.get("eval_data") and meta["eval_data"] != "hub":
-            label += f" [{Path(meta['eval_data']).name if meta['eval_data'] != 'sample' else 'sample data'}]"
+        label += f" [{source_label(data)}]"
         if generative:
             label += " (generative)"
+    audit = meta.get("audit") or {}
+    found = ", ".join(f"{code} {count}" for code, count in audit.items() if count)
     note = (
         f"{label}: model {model}"
         + (f", adapter {adapter}" if adapter else "")
-        + f", backend {meta.get('backend', '?')}, data {meta.get('eval_data', '?')}"
+        + f", backend {meta.get('backend', '?')}, data {data or '?'}"
         + (f", limit {meta['limit']} per task" if meta.get("limit") else "")
         + (f", {meta['questions']} questions" if meta.get("questions") else "")
         + (f", {meta['rows_rejected']} rows not scored (listed in results.json)" if meta.get("rows_rejected") else "")
+        + (f"; audit (rows): {found}" if found else "")
         + (f", {meta['date']}" if meta.get("date") else "")
     )
-    return Run(label, scores, note, generative)
+    return Run(label, scores, note, generative, data)
 
 
-def _row(model: str, scores: list[float | None]) -> dict:
+def source_label(data: str | None) -> str:
+    """How a row names its data: 'sample data', 'hub', or the local index (its folder for index.yaml)."""
+    if not data:
+        return "data unknown"
+    if data == "sample":
+        return "sample data"
+    if data == "hub":
+        return "hub"
+    path = Path(data)
+    return path.parent.name if path.name == "index.yaml" else path.stem
+
+
+def _row(model: str, scores: list[float | None], extras: dict[str, float | None] | None = None) -> dict:
     known = [s for s in scores if s is not None]
     avg = sum(known) / len(known) if len(known) == len(scores) else None
-    return {"Model": model, **dict(zip(columns(), scores, strict=True)), "AVG": avg}
+    return {"Model": model, **dict(zip(columns(), scores, strict=True)), "AVG": avg, **(extras or {})}
 
 
 def run_row(run: Run, table: str) -> dict:
@@ -100,16 +129,18 @@ def run_row(run: Run, table: str) -> dict:
     if table in LANGUAGE_OF:
         lang = run.scores.get(LANGUAGE_OF[table], {})
         cells = [100 * lang[c] if c in lang else None for c in columns()]
+        extras = {c: 100 * lang[c] if c in lang else None for c in extra_columns(table)}
     else:
         en, ar = run.scores.get("en", {}), run.scores.get("ar", {})
         cells = [100 * (en[c] + ar[c]) / 2 if c in en and c in ar else None for c in columns()]
-    return _row(run.label, cells)
+        extras = {}
+    return _row(run.label, cells, extras)
 
 
 def reference_rows(table: str) -> list[dict]:
     refs = registry.references()
     if refs["columns"] != columns():
-        raise TablesError("eval_tasks/config/reference_results.yaml: columns differ from benchmarks.yaml")
+        raise TablesError("eval_tasks/reference_results.yaml: columns differ from benchmarks.yaml")
     return [{**_row(r["model"], list(r["scores"])), "AVG": r["avg"]} for r in refs["tables"][table]]
 
 
@@ -117,12 +148,14 @@ def build_tables(runs: list[Run]) -> dict[str, pd.DataFrame]:
     out = {}
     for table in TABLES:
         rows = reference_rows(table) + [run_row(run, table) for run in runs]
-        out[table] = pd.DataFrame(rows, columns=["Model", *columns(), "AVG"])
+        out[table] = pd.DataFrame(rows, columns=["Model", *all_columns(table)])
     return out
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".1f", missingval="–")
+    """The table in Markdown, `–` for a missing cell (tabulate prints a NaN float as 'nan')."""
+    cells = frame.astype(object).where(frame.notna(), None)
+    return cells.to_markdown(index=False, floatfmt=".1f", missingval="–")
 
 
 def write_tables(runs: list[Run], out_dir: Path) -> list[Path]:
@@ -136,11 +169,18 @@ def write_tables(runs: list[Run], out_dir: Path) -> list[Path]:
         "# BiMediX benchmark tables",
         "",
         "Accuracy (%), 0-shot. AVG: plain mean of the nine columns. Bilingual: mean of the English and Arabic",
-        f"score of each column. Published rows: the upstream README ({source}).",
-        "Runs on the embedded sample data (6 synthetic questions per task) are smoke tests, not comparable",
-        "with the published rows.",
-        "",
+        f"score of each column. Published rows: the upstream README ({source}). `–`: not run or not published.",
     ]
+    beside = [c for table in TABLES for c in extra_columns(table)]
+    if beside:
+        lines.append(f"Beside the paper's columns, not in AVG: {', '.join(beside)} (native Arabic questions).")
+    sample = [run.label for run in runs if run.data == "sample"]
+    if sample:
+        lines.append(
+            f"{', '.join(sample)}: the embedded SAMPLE data (6 synthetic questions per task), a smoke test, "
+            "not comparable with the published rows."
+        )
+    lines.append("")
     for table in TABLES:
         csv_path = out_dir / f"table_{table}.csv"
         tables[table].round(2).to_csv(csv_path, index=False)
@@ -161,18 +201,18 @@ def plot_tables(tables: dict[str, pd.DataFrame], path: Path, new_rows: int) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [*columns(), "AVG"]
     fig, axes = plt.subplots(len(TABLES), 1, figsize=(13, 4.2 * len(TABLES)), constrained_layout=True)
     for ax, table in zip(axes, TABLES, strict=True):
+        labels = all_columns(table)
         frame = tables[table]
         n = len(frame)
         width = 0.8 / max(n, 1)
         for i, (_, row) in enumerate(frame.iterrows()):
-            values = [row[c] if pd.notna(row[c]) else 0.0 for c in labels]
+            present = [x for x, c in enumerate(labels) if pd.notna(row[c])]  # a missing cell gets no bar
             is_new = i >= n - new_rows
             ax.bar(
-                [x + (i - (n - 1) / 2) * width for x in range(len(labels))],
-                values,
+                [x + (i - (n - 1) / 2) * width for x in present],
+                [row[labels[x]] for x in present],
                 width,
                 label=row["Model"],
                 alpha=1.0 if is_new else 0.55,

@@ -1,8 +1,8 @@
 """Prompt, choice, dataset and scoring functions of the bimedix_* lm-eval tasks (`!function utils.x`).
 
 lm-eval executes this file afresh for every `!function` it resolves, so it keeps no state of its own:
-settings come from eval_tasks/config/prompts.yaml through eval_tasks.registry (imported once), and
-data loading lives in eval_tasks.data.
+settings come from eval_tasks/prompts/layouts.yaml through eval_tasks.registry (imported once), and
+data loading lives in eval_tasks.data (which reads every file through bimedix.formats).
 
 A doc (eval_tasks.data.to_docs) is {id, question, choices, answer, context, benchmark, language}:
 `choices` holds the option texts (MCQ) or the yes/no/maybe labels (PubMedQA), `answer` indexes it.
@@ -19,9 +19,9 @@ try:
 except ImportError:  # run by lm-eval's own CLI without the repository on PYTHONPATH
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bimedix.arabic import fold as normalise
 from bimedix.mcq import OPTION_LETTERS, PUBMEDQA_LABELS
 from eval_tasks import registry
-from eval_tasks.text import normalise
 
 
 def _is_pubmedqa(doc: dict) -> bool:
@@ -131,17 +131,39 @@ def process_results_generative(doc: dict, results: list[str]) -> dict[str, int]:
 # -- the dataset -----------------------------------------------------------------------------------
 
 
-def load_benchmark(benchmark: str, language: str, eval_data: str | None = None, eval_data_root: str | None = None, **_):
+def load_benchmark(
+    benchmark: str,
+    language: str,
+    eval_data: str | None = None,
+    eval_data_root: str | None = None,
+    max_rejected_share: float | None = None,
+    max_repeated_share: float | None = None,
+    **_,
+):
     """lm-eval's `custom_dataset`: the task's docs from the source EVAL_DATA names, as split "test".
 
     `benchmark` and `language` come from the task's dataset_kwargs; `eval_data` and `eval_data_root`
     from lm-eval's metadata (`--metadata '{"eval_data": "hub"}'`), else the environment variables
-    BIMEDIX_EVAL_DATA and BIMEDIX_EVAL_DATA_ROOT, else the embedded sample. Other metadata is ignored.
+    BIMEDIX_EVAL_DATA and BIMEDIX_EVAL_DATA_ROOT. Neither is an error: plain lm-eval never falls back
+    to the synthetic sample silently. The audit's limits (eval_tasks/settings.yaml) may be overridden
+    by the metadata keys max_rejected_share / max_repeated_share. Other metadata is ignored.
     """
     import datasets
 
+    from bimedix.audit import Gate
     from eval_tasks import data
 
     task = registry.TaskId(language, benchmark, False)
-    records, _ = data.load_records(task, data.resolve_source(eval_data, eval_data_root))
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list(data.to_docs(records, task))})
+    source = data.resolve_source(eval_data, eval_data_root, default=None)
+    items, report = data.load_records(task, source)
+    default = data.default_gate()
+    gate = Gate(
+        default.max_rejected_share if max_rejected_share is None else float(max_rejected_share),
+        default.max_repeated_share if max_repeated_share is None else float(max_repeated_share),
+    )
+    data.refuse(data.gate_problems(report, gate), flags="metadata max_rejected_share / max_repeated_share")
+    if source.kind == "sample":
+        data.warn(data.SAMPLE_WARNING)
+    for line in data.audit_lines(report):
+        data.warn(f"{task.data_name}: audit: {line}")
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(data.to_docs(items, task))})

@@ -13,12 +13,10 @@ from pathlib import Path
 from bimedix.paths import DATA_DIR
 from data_prep.llm.config import ConfigError, Settings, load_endpoint, load_settings
 from data_prep.llm.errors import EndpointFatal
+from data_prep.llm.records import FORMATS  # the exchange formats, then the original ones (bimedix.formats)
 
 # The heavy imports (openai, pandas, sacrebleu) happen inside the commands, after the cheap checks,
 # so a missing endpoint or input is reported at once.
-# The exchange formats, then the original source formats read through data_prep's converters
-# (data_prep/llm/records.py; a test keeps this list equal to records.FORMATS).
-FORMATS = ("mcq_json", "qa_jsonl", "chat_jsonl", "medqa", "medmcqa", "pubmedqa", "mmlu_csv")
 
 DEFAULT_CACHE = DATA_DIR / "llm" / "cache.sqlite"
 

@@ -1,39 +1,34 @@
 """The items this stage works on (MCQ, open QA, chat), read from and written to the data stage's formats.
 
-Two kinds of input:
-- the data stage's exchange formats, read here field for field because they carry what the
-  training converters drop (`id`, `explanation`, `source`, and the `provenance` of an earlier run):
+Every input is read by `bimedix.formats`, the reader data_prep and eval_tasks use (so a file gives
+the same items, gold options and rejects in all three):
+- the data stage's exchange formats, field for field, keeping what the training converters drop
+  (`id`, `explanation`, `source`, `language`, the `provenance` of an earlier run), text as written:
   - `mcq_json`: the normalised MCQ shape, a JSON array or JSON lines of
     {question, options "(A) ..\\n(B) ..", answer "(A)", context?, source?, id?, explanation?, language?}
     (options may also be a list or an {"A": ..} mapping; answer a letter with or without brackets);
   - `qa_jsonl`: JSON lines of {question, answer, id?, language?};
   - `chat_jsonl`: JSON lines of {messages: [{role, content}, ...], id?, language?};
-- a source in its ORIGINAL format (`medqa`, `medmcqa`, `pubmedqa`, `mmlu_csv`), read with
-  data_prep's own reader, probe and converter (so its normalisation and rejects), then taken
-  apart again from the record's structured parts.
+- a source in its ORIGINAL format (`medqa`, `medmcqa` with its `cop` base probed, `pubmedqa`,
+  `mmlu_csv`, `medarabiq_csv`), its text normalised as data_prep writes training text.
 Outputs are written in the three exchange formats, so the data stage reads them as ordinary
 sources; every output row also carries `id`, `language` and `provenance` (a mapping), which
 readers of these formats keep or ignore.
 
-Reading never stops at a bad row: it yields a Reject naming the file, the line and the field.
+Reading never stops at a bad row: it yields a Reject naming the file, the line and the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bimedix import arabic, formats
 from data_prep.llm.cache import canonical_json
-from data_prep.llm.text import is_mostly_arabic
 
-LETTERS = "ABCDEFGHIJ"
-_OPTION_LINE = re.compile(r"^\s*\(([A-J])\)\s?(.*)$")
-_ANSWER = re.compile(r"^\s*\(?([A-J])\)?[.:]?\s*$")
-ROLES = {"system", "user", "assistant"}
+LETTERS = "ABCDE"  # bimedix.mcq: 2 to 5 options
 
 
 @dataclass
@@ -149,26 +144,6 @@ class RecordError(ValueError):
     pass
 
 
-def _text(row: dict, key: str, required: bool = True) -> str:
-    value = row.get(key)
-    if value is None or value == "":
-        if required:
-            raise RecordError(f"field {key!r} is missing or empty")
-        return ""
-    if not isinstance(value, str):
-        raise RecordError(f"field {key!r} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _language(row: dict, text: str) -> str:
-    language = row.get("language")
-    if language is None:
-        return "ar" if is_mostly_arabic(text) else "en"
-    if language not in ("en", "ar"):
-        raise RecordError(f"field 'language' must be 'en' or 'ar', got {language!r}")
-    return language
-
-
 def _row_id(row: dict) -> str:
     value = row.get("id")
     if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
@@ -176,204 +151,97 @@ def _row_id(row: dict) -> str:
     return "sha-" + hashlib.sha256(canonical_json(row).encode("utf-8")).hexdigest()[:16]
 
 
-def _options(value) -> list[str]:
-    if isinstance(value, str):
-        options: list[str] = []
-        for line in value.splitlines():
-            match = _OPTION_LINE.match(line)
-            if match:
-                if match.group(1) != LETTERS[len(options)]:
-                    raise RecordError(f"field 'options': expected ({LETTERS[len(options)]}), found ({match.group(1)})")
-                options.append(match.group(2).strip())
-            elif options and line.strip():
-                options[-1] += "\n" + line.strip()
-            elif line.strip():
-                raise RecordError(f"field 'options': text before the first '(A)': {line.strip()[:40]!r}")
-    elif isinstance(value, list):
-        options = value
-    elif isinstance(value, dict):
-        keys = sorted(value)
-        if keys != list(LETTERS[: len(keys)]):
-            raise RecordError(f"field 'options': keys must be A, B, C... in order, got {keys}")
-        options = [value[k] for k in keys]
-    else:
-        raise RecordError("field 'options' must be a string '(A) ..', a list or a mapping")
-    if not all(isinstance(o, str) and o.strip() for o in options):
-        raise RecordError("field 'options': every option must be a non-empty string")
-    if not 2 <= len(options) <= len(LETTERS):
-        raise RecordError(f"field 'options': {len(options)} options, expected 2 to {len(LETTERS)}")
-    return [o.strip() for o in options]
+def _parsed(row: dict, fmt: str) -> formats.Item:
+    if not isinstance(row, dict):
+        raise RecordError(f"expected a JSON object, got {type(row).__name__}")
+    result = formats.FORMATS[fmt].convert(row, formats.Context())
+    if isinstance(result, formats.Reject):
+        raise RecordError(f"{result.reason} ({result.code})")
+    return result
+
+
+def _language(item: formats.Item) -> str:
+    """The row's own `language` field when it has one, else the script's."""
+    return item.meta.get("language") or item.language
+
+
+def _exchange_item(item: formats.Item, row: dict) -> Item:
+    """The stage's item of an exchange-format row, text as written."""
+    if item.kind == "chat":
+        return Chat(_row_id(row), [dict(m) for m in item.messages], _language(item))
+    if item.kind == "qa":
+        return QA(_row_id(row), item.question, item.answer_text, _language(item))
+    return MCQ(
+        _row_id(row), item.question, [o.strip() for o in item.options], item.answer, item.context,
+        item.explanation, _language(item), item.meta.get("origin") or "",
+    )  # fmt: skip
 
 
 def parse_mcq(row: dict) -> MCQ:
-    question = _text(row, "question")
-    options = _options(row.get("options"))
-    answer = row.get("answer", row.get("answer_idx"))
-    if isinstance(answer, int) and not isinstance(answer, bool):
-        index = answer
-    else:
-        match = _ANSWER.match(answer) if isinstance(answer, str) else None
-        if not match:
-            raise RecordError(f"field 'answer' must be a letter such as '(A)', got {answer!r}")
-        index = LETTERS.index(match.group(1))
-    if not 0 <= index < len(options):
-        raise RecordError(f"field 'answer' points at option {index + 1} of {len(options)}")
-    context = _text(row, "context", required=False)
-    explanation = _text(row, "explanation", required=False) or _text(row, "exp", required=False)
-    source = row.get("source") if isinstance(row.get("source"), str) else ""
-    return MCQ(_row_id(row), question, options, index, context, explanation, _language(row, question), source)
+    return _exchange_item(_parsed(row, "mcq_json"), row)
 
 
 def parse_qa(row: dict) -> QA:
-    question, answer = _text(row, "question"), _text(row, "answer")
-    return QA(_row_id(row), question, answer, _language(row, question + answer))
+    return _exchange_item(_parsed(row, "qa_jsonl"), row)
 
 
 def parse_chat(row: dict) -> Chat:
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RecordError("field 'messages' must be a non-empty list")
-    clean = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise RecordError(f"field 'messages[{i}]' needs a role in {sorted(ROLES)}")
-        content = message.get("content")
-        if not isinstance(content, str) or not content.strip():
-            raise RecordError(f"field 'messages[{i}].content' is missing or empty")
-        clean.append({"role": message["role"], "content": content})
-    return Chat(_row_id(row), clean, _language(row, " ".join(m["content"] for m in clean)))
+    return _exchange_item(_parsed(row, "chat_jsonl"), row)
 
 
 PARSERS = {"mcq_json": parse_mcq, "qa_jsonl": parse_qa, "chat_jsonl": parse_chat}
-# Original source formats, read through data_prep (data_prep/sources.py).
-ORIGINAL_FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu_csv")
+# Original source formats, read through bimedix.formats with their text normalised.
+ORIGINAL_FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu_csv", "medarabiq_csv")
 FORMATS = (*PARSERS, *ORIGINAL_FORMATS)
 # An item's row (Item.to_row, as the ledger stores it) is read back by its kind, whatever the input format.
 PARSE_KIND = {"mcq": parse_mcq, "qa": parse_qa, "chat": parse_chat}
 
 
-def _raw_rows(path: Path) -> Iterator[tuple[int, object]]:
-    """(line number, parsed JSON or a RecordError) for a JSON array file or a JSON lines file."""
-    text = path.read_text(encoding="utf-8-sig")
-    if text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as err:
-            yield err.lineno, RecordError(f"not valid JSON: {err.msg}")
-            return
-        # Line numbers of a JSON array: where each element starts, found by re-scanning.
-        decoder = json.JSONDecoder()
-        position = text.index("[") + 1
-        for row in rows:
-            while text[position] in " \t\r\n,":
-                position += 1
-            _, end = decoder.raw_decode(text, position)
-            yield text.count("\n", 0, position) + 1, row
-            position = end
-        return
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as err:
-            yield number, RecordError(f"not valid JSON: {err.msg} (column {err.colno})")
-
-
 def count_rows(path: str | Path) -> int | None:
     """Rows in a JSON lines or JSON array file (for the progress bar's ETA); None if it cannot tell."""
-    path = Path(path)
-    with open(path, "rb") as handle:
-        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"["):
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8-sig"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        return len(rows) if isinstance(rows, list) else None
-    with open(path, "rb") as handle:
-        return sum(1 for line in handle if line.strip())
+    try:
+        source = formats.SourceFile(str(path), path=Path(path))
+        return sum(1 for _ in formats.iter_rows("json", source))
+    except (formats.FormatError, OSError):
+        return None
 
 
-def _item_from_record(record, fmt: str) -> Item:
-    """An MCQ or QA item from a data_prep Record (its structured parts and metadata)."""
-    parts, meta = record.parts, record.metadata
-    raw = "\n".join([parts.get("context", ""), parts["question"], *meta.get("options", []), parts.get("answer", "")])
+def _original_item(item: formats.Item, fmt: str) -> Item:
+    """An MCQ or QA item from an original-format item, its text normalised as training text is."""
+    n = arabic.normalise
+    question, context = n(item.question), n(item.context) if item.context else ""
+    options = [n(o) for o in item.options]
+    answer = n(item.answer_text) if item.answer_text else ""
+    raw = "\n".join([context, question, *options, answer])
     item_id = f"{fmt}-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
-    if record.task == "mcqa":
-        return MCQ(
-            item_id,
-            parts["question"],
-            list(meta["options"]),
-            int(meta["label"]),
-            parts.get("context", ""),
-            parts.get("explanation", ""),
-            record.language,
-            fmt,
-        )
+    if item.kind == "mcq":
+        explanation = n(item.explanation) if item.explanation else ""
+        return MCQ(item_id, question, options, item.answer, context, explanation, item.language, fmt)
     # Open QA with a context (PubMedQA's unlabelled set): the context goes first, as in data_prep's QA prompt.
-    question = "\n\n".join(t for t in (parts.get("context", ""), parts["question"]) if t)
-    return QA(item_id, question, parts["answer"], record.language)
-
-
-def _original_rows(path: Path, fmt: str) -> Iterator[tuple[int, object]]:
-    """(line, Item or RecordError) for a source in its original format, through data_prep's converter."""
-    from data_prep.readers import SourceFile, decode, iter_rows
-    from data_prep.records import DataPrepError
-    from data_prep.records import Reject as SourceReject
-    from data_prep.sources import SourceContext, get_format
-
-    source = get_format(fmt)
-    try:  # a whole-file problem (a JSON document that does not parse, an undecidable MedMCQA cop) is one line
-        rows = [(line, decode(payload)) for line, payload in iter_rows(source.reader, SourceFile(str(path), path=path))]
-        params = source.probe((row for _, row in rows), {}) if source.probe is not None else {}
-    except DataPrepError as err:
-        message = str(err)
-        raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
-    subject = path.stem
-    for split in ("_test", "_dev", "_val", "_train"):
-        subject = subject.removesuffix(split)
-    ctx = SourceContext(source=fmt, subject=subject if fmt == "mmlu_csv" else None, params=params)
-    for line, row in rows:
-        result = row if isinstance(row, SourceReject) else source.convert(row, ctx)
-        if isinstance(result, SourceReject):
-            yield line, RecordError(f"{result.reason} ({result.code})")
-        else:
-            yield line, _item_from_record(result, fmt)
+    return QA(item_id, "\n\n".join(t for t in (context, question) if t), answer, item.language)
 
 
 def read_items(path: str | Path, fmt: str) -> Iterator[tuple[str, Item | Reject]]:
-    """("file:line", item) for each row of `path` in format `fmt`; a Reject for each unusable row."""
+    """("file:line", item) for each row of `path` in format `fmt`; a Reject for each unusable row
+    (and for a later copy of a question, or a repeated id). A whole-file problem (missing file, a
+    document that does not parse, an undecidable MedMCQA `cop` base) is one ValueError naming the file."""
     path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    if fmt in ORIGINAL_FORMATS:
-        seen_original: dict[str, str] = {}
-        for number, item in _original_rows(path, fmt):
-            where = f"{path}:{number}"
-            if isinstance(item, RecordError):
-                yield where, Reject(where, str(item))
-            elif item.id in seen_original:
-                yield where, Reject(where, f"duplicate item {item.id!r} (first at {seen_original[item.id]})", item.id)
-            else:
-                seen_original[item.id] = where
-                yield where, item
-        return
-    parser = PARSERS[fmt]
+    label = str(path)
+    rows = formats.read_rows(path, fmt, label)
+    subject = formats.mmlu_subject(path) if fmt == "mmlu_csv" else None
+    declared = {"cop_base_hint": "convert it with python -m data_prep convert --cop-base 0|1 --out FILE first"}
+    read = formats.convert_rows(rows, fmt, formats.Context(subject=subject), label=label, declared=declared)
+    found = {item.line: item for item in read.items} | {line: reject for line, reject in read.rejects}
     seen: dict[str, str] = {}
-    for number, row in _raw_rows(path):
-        where = f"{path}:{number}"
-        if isinstance(row, RecordError):
-            yield where, Reject(where, str(row))
+    for line, row in rows:
+        result, where = found[line], f"{path}:{line}"
+        if isinstance(result, formats.Reject):
+            row_id = str(row.get("id", "")) if isinstance(row, dict) and fmt in PARSERS else ""
+            yield where, Reject(where, f"{result.reason} ({result.code})", row_id)
             continue
-        if not isinstance(row, dict):
-            yield where, Reject(where, f"expected a JSON object, got {type(row).__name__}")
-            continue
-        try:
-            item = parser(row)
-        except RecordError as err:
-            yield where, Reject(where, str(err), str(row.get("id", "")))
-            continue
+        item = _original_item(result, fmt) if fmt in ORIGINAL_FORMATS else _exchange_item(result, row)
         if item.id in seen:
             yield where, Reject(where, f"duplicate id {item.id!r} (first at {seen[item.id]})", item.id)
             continue

@@ -26,7 +26,7 @@ def tokenizer(tiny_model_dir):
 def eval_index():
     from data_prep.decontam import load_eval_index
 
-    return load_eval_index(EVAL_INDEX)
+    return load_eval_index(str(EVAL_INDEX))
 
 
 @pytest.fixture(scope="session")

@@ -137,8 +137,17 @@ def test_normalisation_reaches_the_output(built):
 def test_decontamination_drops_the_planted_items_only(built, eval_index):
     bilingual = built["bilingual"]
     decontamination = bilingual.manifest["filters"]["decontamination"]
-    assert decontamination["dropped_by_eval_task"] == {"fixture_mcq_en": 1, "fixture_medmcqa": 1, "fixture_mmlu_ar": 1}
-    assert [e["items"] for e in decontamination["files"]] == [3, 2, 2]
+    assert decontamination["dropped_by_eval_task"] == {
+        "bimedix_ar_mmlu_anatomy": 1,
+        "bimedix_en_medmcqa": 1,
+        "bimedix_en_medqa": 1,
+    }
+    assert [(e["task"], e["scored"]) for e in decontamination["files"]] == [
+        ("bimedix_en_medmcqa", 2),
+        ("bimedix_en_medqa", 3),
+        ("bimedix_ar_mmlu_anatomy", 2),
+    ]
+    assert decontamination["eval_data"].endswith("fixtures/eval/index.yaml") and len(decontamination["sha256"]) == 64
     written = {(r["provenance"]["file"], r["provenance"]["line"]) for r in lines(bilingual.directory / "train.jsonl")}
     written |= {(r["provenance"]["file"], r["provenance"]["line"]) for r in lines(bilingual.directory / "val.jsonl")}
     assert ("data_prep/samples/medqa_en.jsonl", 4) not in written  # isoniazid, repeated in the eval set
@@ -306,8 +315,8 @@ def run_cli(*args, env=None):
     ("args", "message"),
     [
         (
-            ["--eval-index", "nowhere/index.yaml"],
-            "nowhere/index.yaml: evaluation index not found .* --no-decontaminate",
+            ["--eval-data", "nowhere/index.yaml"],
+            "nowhere/index.yaml: no such folder or index file .* --no-decontaminate",
         ),
         (["--mix", "data_prep/samples/bad/medmcqa_ambiguous.jsonl"], "invalid YAML|expected a mapping"),
         (
@@ -326,23 +335,29 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path, args, message):
     assert re.search(message, errors[0]), errors[0]
 
 
-def test_cli_default_index_is_the_setting_and_the_env_overrides_it(tmp_path):
+def test_cli_decontaminates_against_eval_data_the_setting_the_env_or_the_flag(tmp_path):
     default = run_cli(
-        "build", "--out", str(tmp_path), "--mix", "data_prep/mixes/arabic.yaml", env={"BIMEDIX_EVAL_INDEX": ""}
+        "build", "--out", str(tmp_path), "--mix", "data_prep/mixes/arabic.yaml", env={"BIMEDIX_EVAL_DATA": ""}
     )
     assert default.returncode == 0, default.stderr
-    assert "evaluation items from eval_tasks/sample_data/index.yaml" in default.stderr
+    assert "decontaminating against the 114 items EVAL_DATA=sample scores" in default.stderr
     ok = run_cli(
         "build",
         "--out",
         str(tmp_path),
         "--mix",
         "data_prep/mixes/arabic.yaml",
-        env={"BIMEDIX_EVAL_INDEX": str(EVAL_INDEX)},
+        env={"BIMEDIX_EVAL_DATA": str(EVAL_INDEX)},
     )
     assert ok.returncode == 0, ok.stderr
-    assert "decontaminating against 7 evaluation items" in ok.stderr
-    assert json.loads((tmp_path / "arabic" / "manifest.json").read_text())["filters"]["decontamination"]["items"] == 7
+    assert "decontaminating against the 7 items" in ok.stderr
+    manifest = json.loads((tmp_path / "arabic" / "manifest.json").read_text())
+    assert manifest["filters"]["decontamination"]["items"] == 7
+    flag = run_cli(
+        "build", "--out", str(tmp_path), "--mix", "data_prep/mixes/arabic.yaml", "--eval-data", "sample",
+        env={"BIMEDIX_EVAL_DATA": str(EVAL_INDEX)},
+    )  # fmt: skip
+    assert "the 114 items EVAL_DATA=sample scores" in flag.stderr, flag.stderr
 
 
 def test_cli_convert_accounts_for_every_row(tmp_path):
@@ -356,14 +371,19 @@ def test_cli_convert_accounts_for_every_row(tmp_path):
         "--rejects",
         str(tmp_path / "x.jsonl"),
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2  # 7 of 8 rows rejected: above the limit
     assert "read 8, written 1" in result.stdout and "rejected 7" in result.stdout
     assert len((tmp_path / "x.jsonl").read_text().splitlines()) == 7
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 1
+    assert "7 of 8 rows rejected (87.5%, above the limit 10%)" in result.stderr
+    allowed = run_cli("convert", "--format", "medqa", "data_prep/samples/bad/medqa_bad.jsonl", "--max-rejected", "0.9")
+    assert allowed.returncode == 0, allowed.stderr
 
 
-def test_the_eval_stage_index_is_what_make_data_decontaminates_against():
+def test_the_eval_stage_sample_is_what_make_data_decontaminates_against():
     from data_prep.decontam import load_eval_index
 
-    index = load_eval_index(ROOT / "eval_tasks" / "sample_data" / "index.yaml")
-    assert len(index.entries) == 18 and all(e["items"] > 0 and e["rejected"] == 0 for e in index.entries)
-    assert {e["task"] for e in index.entries} >= {"bimedix_en_medmcqa", "bimedix_ar_pubmedqa"}
+    index = load_eval_index("sample")
+    assert len(index.files) == 19 and all(e["scored"] > 0 and e["rejected"] == 0 for e in index.files)
+    assert {e["task"] for e in index.files} >= {"bimedix_en_medmcqa", "bimedix_ar_pubmedqa", "bimedix_ar_medarabiq"}
+    assert len(index.tasks) == 114 and index.source == "sample"

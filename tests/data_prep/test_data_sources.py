@@ -1,4 +1,6 @@
-"""Converters (row -> Record | Reject), the reader, the prompts and the mix files."""
+"""Sources as training records (bimedix.formats items -> Record | Reject), the prompts and the mix files.
+
+The layouts themselves (readers, probes, rejects of every layout) are tested in tests/test_formats.py."""
 
 from __future__ import annotations
 
@@ -9,11 +11,11 @@ import jinja2.ext  # noqa: F401  (bimedix.chat.render needs it imported; see dat
 import pytest
 
 from bimedix.chat import render
+from bimedix.formats import SourceFile, decode, iter_rows
 from data_prep.config import load_mix, source_files
 from data_prep.prompts import load_prompts
-from data_prep.readers import SourceFile, decode, iter_rows
 from data_prep.records import DataPrepError, Record, Reject
-from data_prep.sources import SOURCES, SourceContext, probe_medmcqa
+from data_prep.sources import SOURCES, SourceContext
 
 CTX = SourceContext(source="test", seed=1234)
 MEDQA = {
@@ -77,35 +79,7 @@ def test_medmcqa_explanation_and_cop_base():
     assert "Explanation" not in no_exp.messages[1]["content"]
     out_of_range = convert("medmcqa", {**row, "cop": 4}, SourceContext(params={"cop_base": 0}))
     assert out_of_range == Reject("answer_not_in_options", "cop 4 is not in 0..3 (0-based)")
-
-
-@pytest.mark.parametrize(
-    ("cops", "declared", "result"),
-    [
-        ([0, 1, 2, 3], None, 0),
-        ([1, 2, 3, 4], None, 1),
-        (["4", 2], None, 1),
-        ([1, 2, 3], 1, 1),
-        ([0, 4], None, "ambiguous"),
-        ([1, 2, 3], None, "cannot tell"),
-        ([0, 1], 1, "cop_base 1 is set"),
-    ],
-)
-def test_medmcqa_probe_detects_and_refuses(cops, declared, result):
-    rows = [{"cop": c} for c in cops]
-    params = {} if declared is None else {"cop_base": declared}
-    if isinstance(result, int):
-        assert probe_medmcqa(rows, params)["cop_base"] == result
-    else:
-        with pytest.raises(DataPrepError, match=result):
-            probe_medmcqa(rows, params)
-
-
-def test_medmcqa_probe_uses_the_undecided_base_only_when_the_file_cannot_tell():
-    """Decontamination compares questions, not labels: it passes undecided_base instead of failing."""
-    undecided = probe_medmcqa([{"cop": c} for c in (1, 2, 3)], {"undecided_base": 1})
-    assert undecided["cop_base"] == 1 and "undecided" in undecided["cop_evidence"]
-    assert probe_medmcqa([{"cop": 0}], {"undecided_base": 1})["cop_base"] == 0  # the evidence still wins
+    assert convert("medmcqa", {**row, "cop": 4}, SourceContext(params={"cop_base": 1})).metadata["source_id"] == "x1"
 
 
 PQAL = {"QUESTION": "Does early mobilisation shorten hospital stay?", "CONTEXTS": ["Background.", "Results."],
@@ -197,10 +171,10 @@ def test_chat_keeps_turns_and_a_system_message():
         ),
         ("mmlu_csv", ["q", "a", "b", "c", "d"], "column_count", "got 5"),
         ("mmlu_csv", ["q", "a", "b", "c", "d", "F"], "answer_not_in_options", "'F'"),
-        ("mcq_json", {"question": "q", "options": "(A) a\n(C) c", "answer": "(A)"}, "bad_options", "A C"),
+        ("mcq_json", {"question": "q", "options": "(A) a\n(C) c", "answer": "(A)"}, "bad_options", "in order"),
         ("mcq_json", {"question": "q", "options": "just text", "answer": "(A)"}, "bad_options", "(A) ..."),
         ("mcq_json", {"question": "q", "options": "(A) a\n(B) b", "answer": "(C)"}, "answer_not_in_options", "(C)"),
-        ("mcq_json", {"question": "q", "options": "(A) a\n(B) ", "answer": "(A)"}, "empty_field", "(B)"),
+        ("mcq_json", {"question": "q", "options": "(A) a\n(B) ", "answer": "(A)"}, "empty_field", "option B"),
         (
             "chat_jsonl",
             {"messages": [{"role": "assistant", "content": "hi"}]},
@@ -211,7 +185,7 @@ def test_chat_keeps_turns_and_a_system_message():
         ("chat_jsonl", {"messages": [{"role": "user", "content": "hi"}, "oops"]}, "bad_messages", "messages[1]"),
         ("qa_jsonl", {"question": "What is HbA1c?"}, "missing_field", "'answer'"),
         ("pubmedqa", {**PQAL, "final_decision": "perhaps"}, "answer_not_in_options", "perhaps"),
-        ("pubmedqa", {"QUESTION": "q?", "final_decision": "yes"}, "missing_field", "CONTEXTS"),
+        ("pubmedqa", {"QUESTION": "q?", "final_decision": "yes"}, "missing_field", "context"),
     ],
 )
 def test_bad_rows_become_rejects_naming_the_problem(fmt, row, code, words):
@@ -226,63 +200,14 @@ def test_a_declared_language_rejects_rows_in_the_other_script():
 
 
 def test_every_registered_format_has_a_sample_and_a_reader():
+    """Every training format has an embedded sample in the bilingual mix; MedArabiQ is a benchmark (its
+    layout is read by `convert` and eval_tasks, tested in tests/test_formats.py), never a training sample."""
     mix = load_mix(Path(__file__).resolve().parents[2] / "data_prep" / "mixes" / "bilingual.yaml")
-    assert {spec.format for spec in mix.sources} == set(SOURCES)
+    assert {spec.format for spec in mix.sources} == set(SOURCES) - {"medarabiq_csv"}
 
 
 # ---------------------------------------------------------------------------------------------
-# The reader
-
-
-def rows_of(kind: str, path: Path):
-    return [(line, decode(payload)) for line, payload in iter_rows(kind, SourceFile(path.name, path=path))]
-
-
-def test_json_lines_keep_line_numbers_skip_blank_lines_and_reject_bad_lines(tmp_path):
-    path = tmp_path / "x.jsonl"
-    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n\n  \n{"a": 2\n{"a": "\xff"}\n{"a": 3}')
-    rows = rows_of("jsonl", path)
-    assert [line for line, _ in rows] == [1, 4, 5, 6]
-    assert rows[0][1] == {"a": 1} and rows[3][1] == {"a": 3}
-    assert rows[1][1].code == "invalid_json" and rows[2][1].code == "undecodable"
-
-
-def test_csv_rows_start_on_their_own_line_even_after_a_quoted_newline(tmp_path):
-    path = tmp_path / "x.csv"
-    path.write_text('q1,a,b,c,d,A\n"two\nlines",a,b,c,d,B\n\nq3,a,b,c,d,C\n', encoding="utf-8")
-    assert [(line, row[0]) for line, row in rows_of("csv", path)] == [(1, "q1"), (2, "two\nlines"), (5, "q3")]
-
-
-def test_json_documents_give_items_their_line_and_key(tmp_path):
-    array = tmp_path / "a.json"
-    array.write_text(json.dumps([{"q": 1}, {"q": 2}], indent=2))
-    assert rows_of("json", array) == [(2, {"q": 1}), (5, {"q": 2})]
-    keyed = tmp_path / "d.json"
-    keyed.write_text(json.dumps({"111": {"Q": "a"}, "222": {"Q": "b"}}, indent=1))
-    assert rows_of("json_dict", keyed) == [(2, {"Q": "a", "_key": "111"}), (5, {"Q": "b", "_key": "222"})]
-    lines = tmp_path / "l.json"
-    lines.write_text('{"q": 1}\n{"q": 2}\n')
-    assert rows_of("json", lines) == [(1, {"q": 1}), (2, {"q": 2})]
-
-
-@pytest.mark.parametrize(
-    ("kind", "text", "message"),
-    [
-        ("json", '[\n  {"q": 1},\n  {"q": 2\n  {"q": 3}\n]', r"x\.json:4: invalid JSON"),
-        ("json_dict", '\n[{"a": 1}]', r"x\.json:2: expected one JSON object keyed by id"),
-        ("json", '[{"q": 1}] trailing', "unexpected text after the end"),
-    ],
-)
-def test_a_broken_json_document_is_one_line_naming_the_line(tmp_path, kind, text, message):
-    path = tmp_path / "x.json"
-    path.write_text(text)
-    with pytest.raises(DataPrepError, match=message):
-        list(iter_rows(kind, SourceFile("x.json", path=path)))
-
-
-def test_a_missing_file_is_one_line(tmp_path):
-    with pytest.raises(DataPrepError, match=r"nope\.jsonl: no such file"):
-        list(iter_rows("jsonl", SourceFile("nope.jsonl", path=tmp_path / "nope.jsonl")))
+# The hub path
 
 
 def test_hub_rows_come_through_datasets(tmp_path):

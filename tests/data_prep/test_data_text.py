@@ -1,61 +1,13 @@
-"""Normalisation, language detection and the canonical-word hashes behind dedup and decontamination."""
+"""The canonical-word hashes behind dedup and decontamination (normalisation and language detection:
+tests/test_formats_arabic.py)."""
 
 from __future__ import annotations
 
 import random
 
 import numpy as np
-import pytest
 
 from data_prep.dedup import MinHasher, NgramIndex, canonical_words, sequence_hashes, word_hash, word_hashes
-from data_prep.text import TextError, detect_language, normalise
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("e\u0301", "é"),  # NFC composes
-        ("\u0627\u0654", "أ"),  # alef + hamza above -> one letter
-        ("الســـكري", "السكري"),  # tatweel removed
-        ("\u200fمرحبا\u200e", "مرحبا"),  # RLM / LRM removed
-        ("\u202bنص\u202c \u2067عربي\u2069 \u061c", "نص عربي"),  # embeddings, isolates, ALM
-        ("\ufeffText", "Text"),  # BOM
-        ("سكر الدم ٥٢٠ ملغ/دل", "سكر الدم 520 ملغ/دل"),  # Arabic-Indic digits -> ASCII
-        ("۱۲۳ و ٧٫٥ و ١٬٠٠٠", "123 و 7.5 و 1,000"),  # extended digits, decimal and thousands separators
-        ("line1\r\nline2\rline3", "line1\nline2\nline3"),
-        ("  padded \n", "padded"),
-        ("الكُلى تُصفّي الدم", "الكُلى تُصفّي الدم"),  # diacritics are content: kept
-        ("جرعة metformin 500 mg يوميًا (HbA1c < 7%)", "جرعة metformin 500 mg يوميًا (HbA1c < 7%)"),  # mixed script intact
-    ],
-)
-def test_normalise(raw, expected):
-    assert normalise(raw) == expected
-
-
-@pytest.mark.parametrize("bad", ["bytes \udcff here", 12.5, None])
-def test_normalise_refuses_undecodable_or_non_text(bad):
-    if isinstance(bad, str):
-        with pytest.raises(TextError, match="undecodable"):
-            normalise(bad)
-    else:
-        with pytest.raises(TextError):
-            normalise(bad)
-
-
-@pytest.mark.parametrize(
-    ("text", "language"),
-    [
-        ("Which drug is first-line for type 2 diabetes?", "en"),
-        ("ما الدواء الأول لعلاج السكري من النوع الثاني؟", "ar"),
-        ("ما دور ATP و ADP في تقلص العضلات وما علاقة HbA1c بذلك؟", "ar"),  # Arabic with Latin abbreviations
-        ("The Arabic word for kidney is كلية.", "en"),
-        ("الكُلْيَةُ عُضْوٌ", "ar"),  # fully diacritised
-        ("١٢٣ + 456 = ?", None),  # no letters (once normalised)
-    ],
-)
-def test_detect_language_by_script(text, language):
-    assert detect_language(normalise(text)) == language
-
 
 TRICKY = [
     "Hello, World! The pH is 7.4",

@@ -16,7 +16,7 @@ RLM, TATWEEL = "\u200f", "\u0640"
 
 # task -> (rows in file, rows scored, rows rejected)
 EDGE_COUNTS = {
-    "bimedix_en_medqa": (3, 2, 1),
+    "bimedix_en_medqa": (3, 1, 2),  # the 5-option row is not scored by the 4-option task
     "bimedix_ar_medmcqa": (4, 3, 1),
     "bimedix_ar_mmlu_anatomy": (3, 2, 1),
     "bimedix_ar_mmlu_college_biology": (3, 2, 1),
@@ -47,7 +47,7 @@ def write_edge_data(root: Path) -> Path:
                 "meta_info": "step1",
                 "answer_idx": "A",
             },
-            # five options (MedQA's original 5-option release) are scored with letters A-E
+            # five options (MedQA's 5-option layout): not scored by the 4-option MedQA task
             {
                 "question": "Which organ secretes insulin?",
                 "answer": "Pancreas",
@@ -195,7 +195,14 @@ def write_edge_data(root: Path) -> Path:
         root,
         [
             {"task": "bimedix_en_medqa", "language": "en", "path": "medqa.jsonl", "format": "medqa"},
-            {"task": "bimedix_ar_medmcqa", "language": "ar", "path": "medmcqa_ar.jsonl", "format": "medmcqa"},
+            # cop 1, ٢, ٣ and 5: no cop 0 or 4, so the file cannot tell its base: declared
+            {
+                "task": "bimedix_ar_medmcqa",
+                "language": "ar",
+                "path": "medmcqa_ar.jsonl",
+                "format": "medmcqa",
+                "cop_base": 1,
+            },
             {"task": "bimedix_ar_mmlu_anatomy", "language": "ar", "path": "anatomy_ar.csv", "format": "mmlu_csv"},
             {
                 "task": "bimedix_ar_mmlu_college_biology",

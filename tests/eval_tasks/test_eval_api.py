@@ -72,7 +72,7 @@ def test_a_reply_that_does_not_line_up_is_an_error(lm):
 
 
 def test_api_loglikelihoods_equal_the_hf_backend(tiny_model_dir, tmp_path):
-    """Every choice of the first question of each of the 18 tasks, plain and chat-templated, within 1e-4."""
+    """Every choice of the first question of each of the 19 default tasks, plain and chat-templated, within 1e-4."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     api_url = ["--api-url", os.environ["BIMEDIX_EVAL_API_URL"]] if os.environ.get("BIMEDIX_EVAL_API_URL") else []
     for chat in ([], ["--chat-template", "--system", "project"]):
@@ -99,4 +99,4 @@ def test_api_loglikelihoods_equal_the_hf_backend(tiny_model_dir, tmp_path):
                 for (h_ll, _), (a_ll, _) in zip(h["filtered_resps"], a["filtered_resps"], strict=True):
                     assert abs(h_ll - a_ll) < 1e-4, f"{path.name} doc {h['doc_id']}: hf {h_ll} api {a_ll}"
                     compared += 1
-        assert compared == 70  # 18 questions: 16 with 4 options, 2 PubMedQA with 3
+        assert compared == 74  # 19 questions: 16 with 4 options, 2 PubMedQA with 3, MedArabiQ's first with 4

@@ -22,7 +22,8 @@ def manager():
 def test_the_task_index_holds_exactly_our_tasks_and_groups(manager):
     expected = set(registry.all_tasks(generative=None)) | set(registry.groups())
     assert set(manager.all_tasks) == expected
-    assert len(registry.all_tasks(generative=None)) == 36 and len(registry.groups()) == 6
+    assert len(registry.all_tasks(generative=None)) == 38 and len(registry.groups()) == 6
+    assert "bimedix_ar_medarabiq" not in registry.groups()["bimedix_ar"], "MedArabiQ is beside the paper's nine"
     assert all(name.startswith("bimedix_") for name in manager.all_tasks)
 
 
@@ -46,11 +47,13 @@ def test_groups_average_plainly(manager):
         assert config["aggregate_metric_list"] == [{"metric": "acc", "aggregation": "mean", "weight_by_size": False}]
 
 
-def test_all_36_tasks_build_on_the_sample(manager):
+def test_all_38_tasks_build_on_the_sample(manager):
     from lm_eval.evaluator_utils import get_subtask_list
     from lm_eval.tasks import get_task_dict
 
-    task_dict = get_task_dict(["bimedix_bilingual", "bimedix_bilingual_gen"], manager)
+    task_dict = get_task_dict(
+        ["bimedix_bilingual", "bimedix_bilingual_gen", "bimedix_ar_medarabiq", "bimedix_ar_medarabiq_gen"], manager
+    )
     built = {}
 
     def walk(d):
@@ -71,13 +74,15 @@ def test_all_36_tasks_build_on_the_sample(manager):
         letters = [task.doc_to_target(d) for d in docs] if generative else task.doc_to_choice(docs[0])
         if generative:
             allowed = (
-                {"نعم", "لا", "ربما", "أ", "ب", "ج", "د"}
+                {"نعم", "لا", "ربما", "أ", "ب", "ج", "د", "ه"}
                 if "_ar_" in name
                 else {"yes", "no", "maybe", "A", "B", "C", "D"}
             )
             assert set(letters) <= allowed, name
         elif "pubmedqa" in name:
             assert letters == (["نعم", "لا", "ربما"] if "_ar_" in name else ["yes", "no", "maybe"])
+        elif "medarabiq" in name:
+            assert [len(task.doc_to_choice(d)) for d in docs] == [4, 4, 5, 4, 4, 5]
         else:
             assert letters == (["أ", "ب", "ج", "د"] if "_ar_" in name else ["A", "B", "C", "D"])
         output_type = "generate_until" if generative else "multiple_choice"

@@ -1,11 +1,12 @@
-"""eval_tasks/utils.py (the tasks' prompt and scoring functions) and eval_tasks/text.py, with Arabic edge cases."""
+"""eval_tasks/utils.py (the tasks' prompt and scoring functions) and the answer keys of bimedix/mcq.py, with Arabic edge cases."""
 
 from __future__ import annotations
 
 import pytest
 
+from bimedix.arabic import fold as normalise
+from bimedix.mcq import answer_index as parse_answer_key
 from eval_tasks import utils
-from eval_tasks.text import normalise, parse_answer_key
 
 RLM, LRM, TATWEEL = "\u200f", "\u200e", "\u0640"
 

@@ -1,4 +1,5 @@
-"""Sources in their original formats (MedQA, MedMCQA, PubMedQA, MMLU CSV) go through data_prep's converters."""
+"""Sources in their original formats (MedQA, MedMCQA, PubMedQA, MMLU CSV, MedArabiQ) go through bimedix.formats,
+the reader data_prep and eval_tasks use."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ SAMPLES = ROOT / "data_prep" / "samples"
 
 
 def test_the_cli_offers_every_format_the_reader_knows():
-    assert set(cli.FORMATS) == set(FORMATS)
+    assert cli.FORMATS is FORMATS and "medarabiq_csv" in FORMATS
 
 
 def test_medqa_rows_become_mcq_items_with_the_answer_and_no_loss(tmp_path):
@@ -37,7 +38,7 @@ def test_medqa_rows_become_mcq_items_with_the_answer_and_no_loss(tmp_path):
     assert "\u200f" not in item.question  # data_prep's normalisation: bidi marks removed
     assert isinstance(found[1][1], Reject) and "answer_idx" in found[1][1].reason
     assert isinstance(found[2][1], Reject) and "invalid JSON" in found[2][1].reason
-    assert isinstance(found[3][1], Reject) and "duplicate item" in found[3][1].reason
+    assert isinstance(found[3][1], Reject) and "repeats line 1 (same question and options)" in found[3][1].reason
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,7 @@ def test_the_embedded_samples_read_in_their_original_formats(name, fmt, kind):
 
 
 def test_a_medqa_file_translates_to_mcq_json_that_the_data_stage_reads(fake_server, endpoint_for, settings, tmp_path):
-    from data_prep.readers import SourceFile, decode, iter_rows
+    from bimedix.formats import SourceFile, decode, iter_rows
     from data_prep.sources import SOURCES, SourceContext
 
     run = TranslateRun(
@@ -81,3 +82,27 @@ def test_a_broken_original_file_is_one_line_naming_it(tmp_path):
     path.write_text('{"123": {"QUESTION": "q?",')
     with pytest.raises(ValueError, match=r"ori_pqal\.json"):
         list(read_items(path, "pubmedqa"))
+
+
+def test_an_undecidable_medmcqa_file_says_how_to_declare_its_base(tmp_path):
+    path = tmp_path / "medmcqa.jsonl"
+    rows = [
+        {"question": f"Which nerve {i}?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": i} for i in (1, 2, 3)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(
+        ValueError, match=r"medmcqa\.jsonl: cannot tell .* convert it with python -m data_prep convert --cop-base"
+    ):
+        list(read_items(path, "medmcqa"))
+
+
+def test_the_same_file_gives_the_same_items_and_gold_options_as_eval_tasks():
+    """The LLM stages and eval_tasks read one file through one reader: same questions, same gold option."""
+    from eval_tasks import data
+
+    items, _ = data.load_records("bimedix_en_medqa", data.resolve_source("sample"))
+    path = ROOT / "eval_tasks" / "sample_data" / "en" / "medqa_test.jsonl"
+    mine = [item for _, item in read_items(path, "medqa")]
+    assert [(m.question, m.options[m.answer_index]) for m in mine] == [
+        (i.question.strip(), i.options[i.answer].strip()) for i in items
+    ]

@@ -56,11 +56,11 @@ def test_bad_input_rows_are_rejected_with_file_line_and_reason(fake_server, endp
     reasons = {row["where"].rsplit("/", 1)[-1]: row["reason"] for row in rows(out / "rejects.jsonl")}
     assert reasons == {
         "mcq_small.jsonl:4": "the item is in 'ar'; translation takes English input",
-        "mcq_small.jsonl:5": "field 'options': 1 options, expected 2 to 10",
+        "mcq_small.jsonl:5": "1 options; 2 to 5 are supported (option_count)",
         "mcq_small.jsonl:6": "duplicate id 't-001' (first at " + str(FIXTURES / "mcq_small.jsonl") + ":1)",
         "mcq_small.jsonl:7": "text contains '⟦', which the translation format reserves",
-        "mcq_small.jsonl:8": "field 'answer' points at option 5 of 2",
-        "mcq_small.jsonl:9": "not valid JSON: Unterminated string starting at (column 14)",
+        "mcq_small.jsonl:8": "answer '(E)' is not one of the options A B (answer_not_in_options)",
+        "mcq_small.jsonl:9": "invalid JSON (unexpected control character in string at character 26 of the line) (invalid_json)",
     }
 
 

@@ -1,10 +1,12 @@
 """The one reader: rows of a local file or a hub dataset, each with the line it starts on.
 
 `iter_rows(kind, source_file)` yields `(line, payload)`. JSON lines stay raw bytes until
-`decode(payload)` (run in the worker processes, where it is cheap to parallelise): invalid
-JSON or bytes that are not UTF-8 become a Reject for that line instead of stopping the run.
-A whole-file problem (missing file, a JSON document that does not parse, broken CSV quoting)
-is a `DataPrepError` naming file:line.
+`decode(payload)` (data_prep runs it in its worker processes, where it is cheap to
+parallelise): invalid JSON or bytes that are not UTF-8 become a Reject for that line (naming
+the byte within the line) instead of stopping the run. A whole-file problem (missing file, a
+JSON document that does not parse, broken CSV quoting) is a `FormatError` naming file:line.
+CSV cells and JSON documents are decoded with surrogateescape, so an undecodable byte rejects
+only the row that holds it (the converters check every field).
 
 JSON documents (an MCQ array, PubMedQA's object keyed by PMID) are read whole into memory and
 walked item by item, so every item still gets the line it starts on; large inputs should be
@@ -13,7 +15,9 @@ JSON lines, which stream.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import json
 import re
 import sys
@@ -22,18 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
+from bimedix.formats.items import FormatError, Reject
 
-from data_prep.records import DataPrepError, Reject
-
-READER_KINDS = ("jsonl", "csv", "json", "json_dict")
+READER_KINDS = ("jsonl", "csv", "csv_header", "json", "json_dict")
 _WS = re.compile(r"[ \t\n\r]*")
 csv.field_size_limit(sys.maxsize)  # PubMedQA-length cells are longer than csv's 128 KiB default
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One input: a local file, or a dataset that `datasets.load_dataset` can stream (hub id or folder)."""
+    """One input: a local file, or a dataset that `datasets.load_dataset` can read (hub id or folder)."""
 
     label: str  # how provenance, rejects and the manifest name it
     path: Path | None = None
@@ -43,7 +45,7 @@ class SourceFile:
 
     def check(self) -> None:
         if self.path is not None and not self.path.is_file():
-            raise DataPrepError(f"{self.label}: no such file")
+            raise FormatError(f"{self.label}: no such file")
 
 
 def iter_rows(kind: str, source: SourceFile) -> Iterator[tuple[int, Any]]:
@@ -53,6 +55,8 @@ def iter_rows(kind: str, source: SourceFile) -> Iterator[tuple[int, Any]]:
         yield from _iter_lines(source)
     elif kind == "csv":
         yield from _iter_csv(source)
+    elif kind == "csv_header":
+        yield from _iter_csv_header(source)
     elif kind == "json":
         if _first_char(source) == "[":
             yield from _iter_document(source, "[")
@@ -61,13 +65,14 @@ def iter_rows(kind: str, source: SourceFile) -> Iterator[tuple[int, Any]]:
     elif kind == "json_dict":
         yield from _iter_document(source, "{")
     else:
-        raise DataPrepError(f"unknown reader kind {kind!r}")
+        raise FormatError(f"unknown reader kind {kind!r}")
 
 
 def decode(payload: Any) -> Any:
     """A raw JSON line -> its object (or a Reject); rows already parsed pass through."""
     if not isinstance(payload, bytes):
         return payload
+    orjson = _orjson()
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as err:
@@ -80,13 +85,20 @@ def decode(payload: Any) -> Any:
         return Reject("invalid_json", f"invalid JSON ({err.msg} at character {err.pos + 1} of the line)")
 
 
+@functools.cache
+def _orjson():
+    import orjson  # imported on first use: bimedix stays importable without third-party packages
+
+    return orjson
+
+
 def _open(source: SourceFile, mode: str = "rb", **kwargs):
     try:
         return open(source.path, mode, **kwargs)
     except FileNotFoundError:
-        raise DataPrepError(f"{source.label}: no such file") from None
+        raise FormatError(f"{source.label}: no such file") from None
     except OSError as err:
-        raise DataPrepError(f"{source.label}: cannot read ({err.strerror})") from None
+        raise FormatError(f"{source.label}: cannot read ({err.strerror})") from None
 
 
 def _first_char(source: SourceFile) -> str:
@@ -116,9 +128,22 @@ def _iter_csv(source: SourceFile) -> Iterator[tuple[int, list[str]]]:
             except StopIteration:
                 return
             except csv.Error as err:
-                raise DataPrepError(f"{source.label}:{reader.line_num}: broken CSV ({err})") from None
+                raise FormatError(f"{source.label}:{reader.line_num}: broken CSV ({err})") from None
             if row:
                 yield start, row
+
+
+def _iter_csv_header(source: SourceFile) -> Iterator[tuple[int, dict]]:
+    """A CSV whose first row names the columns (MedArabiQ): rows as {column: cell}."""
+    header: list[str] | None = None
+    for line, cells in _iter_csv(source):
+        if header is None:
+            header = [c.strip() for c in cells]
+            continue
+        if len(cells) != len(header):
+            yield line, Reject("column_count", f"{len(cells)} cells; the header names {len(header)} columns")
+            continue
+        yield line, dict(zip(header, cells, strict=True))
 
 
 def _iter_document(source: SourceFile, opener: str) -> Iterator[tuple[int, Any]]:
@@ -135,8 +160,8 @@ def _iter_document(source: SourceFile, opener: str) -> Iterator[tuple[int, Any]]
         counted = pos
         return line
 
-    def fail(pos: int, message: str) -> DataPrepError:
-        return DataPrepError(f"{source.label}:{line_at(pos)}: {message}")
+    def fail(pos: int, message: str) -> FormatError:
+        return FormatError(f"{source.label}:{line_at(pos)}: {message}")
 
     pos = _WS.match(text, 0).end()
     if pos == len(text):
@@ -176,14 +201,59 @@ def _iter_document(source: SourceFile, opener: str) -> Iterator[tuple[int, Any]]
             raise fail(pos, f"expected ',' or {closer!r}")
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _iter_hub(source: SourceFile) -> Iterator[tuple[int, dict]]:
     try:
         import datasets
 
         dataset = datasets.load_dataset(source.hub, source.config, split=source.split or "train", streaming=True)
         yield from enumerate(dataset, 1)
-    except DataPrepError:
+    except FormatError:
         raise
     except Exception as err:  # network, authentication, unknown dataset: one line, naming it
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataPrepError(f"{source.label}: cannot stream from the hub ({message})") from None
+        raise FormatError(f"{source.label}: cannot stream from the hub ({_first_line(err)})") from None
+
+
+class NotCached(FormatError):
+    """A hub dataset asked for from the local cache only, and not there."""
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """datasets and huggingface_hub read HF_HUB_OFFLINE once, at import; flip their flags for a while."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
+
+
+def load_hub(path: str, name: str | None, split: str, *, cache_only: bool = False) -> list[dict]:
+    """Every row of a hub dataset (or a local folder `datasets` can read), as dicts.
+
+    cache_only: never touch the network; a dataset that is not in the local datasets cache is a
+    `NotCached` error (decontamination uses this, so a build never downloads a test set by surprise).
+    """
+    import datasets
+
+    label = path + (f" ({name})" if name else "")
+    try:
+        with _hub_offline() if cache_only else contextlib.nullcontext():
+            dataset = datasets.load_dataset(path, name, split=split)
+    except Exception as err:  # datasets raises many types (connection, missing split, offline mode)
+        if cache_only and not Path(path).exists():
+            raise NotCached(
+                f"{label} split {split!r} is not in the local datasets cache ({_first_line(err)})"
+            ) from None
+        raise FormatError(
+            f"cannot load {label} split {split!r} from the Hugging Face hub: {_first_line(err)}"
+        ) from None
+    return [dict(row) for row in dataset]
