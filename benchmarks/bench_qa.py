@@ -75,6 +75,7 @@ class Row:
     question: str
     options: tuple[str, ...]
     answer: int
+    reject: str = ""  # why the format layer rejects the row (the pair is then left out)
 
 
 @dataclass(frozen=True)
@@ -98,28 +99,30 @@ def _segments(row: Row) -> dict[str, str]:
 
 
 def read_mmlu_csv(path: Path, root: Path) -> list[Row]:
-    """An MMLU CSV file (no header: question,A,B,C,D,answer) through data_prep's mmlu_csv reader
-    and converter, as every stage reads it; a row it rejects stops the benchmark with its line."""
-    from data_prep.readers import SourceFile, decode, iter_rows
-    from data_prep.records import Reject
-    from data_prep.sources import SourceContext, get_format
+    """An MMLU CSV file (no header: question,A,B,C,D,answer) through the format layer's mmlu_csv reader
+    and converter, as every stage reads it, row by row: the pairing needs every row, so repeated
+    questions are kept here (repeated_off_topic finds them); a row the layer rejects keeps its place
+    with the reason, so the rows still pair by line."""
+    from bimedix import arabic, formats
 
-    source = get_format("mmlu_csv")
-    ctx = SourceContext(source="mmlu_csv", subject=path.stem)
+    layout = formats.get_format("mmlu_csv")
+    ctx = formats.Context(subject=formats.mmlu_subject(path))
     rows = []
-    for line, payload in iter_rows(source.reader, SourceFile(str(path), path=path)):
-        record = source.convert(decode(payload), ctx)
+    for line, row in formats.read_rows(path, layout):
+        item = layout.convert(row, ctx, line)
         where = f"{path.relative_to(root).as_posix()}:{line}"
-        if isinstance(record, Reject):
-            raise SystemExit(f"bench-qa: {where}: {record.reason}")
-        options = tuple(record.metadata["options"])
-        rows.append(Row(where, record.parts["question"], options, int(record.metadata["label"])))
+        if isinstance(item, formats.Reject):
+            rows.append(Row(where, "", (), -1, reject=item.reason))
+        else:
+            # the text as the translation stage reads it (data_prep/llm/records.py normalises what it reads)
+            options = tuple(arabic.normalise(o) for o in item.options)
+            rows.append(Row(where, arabic.normalise(item.question), options, item.answer))
     return rows
 
 
 def load_pairs(root: Path) -> tuple[list[Pair], dict]:
     """Row-parallel English/Arabic pairs of every subject, with what was read, left out and dropped."""
-    info: dict = {"files": [], "not_row_parallel": {}, "dropped_repeated": []}
+    info: dict = {"files": [], "not_row_parallel": {}, "dropped_repeated": [], "rejected_by_format": []}
     pairs: list[Pair] = []
     for english_file in sorted((root / "mmlu_en" / "test").glob("*_test.csv")):
         arabic_file = root / "mmlu_ar" / "test" / english_file.name
@@ -131,7 +134,11 @@ def load_pairs(root: Path) -> tuple[list[Pair], dict]:
         if len(english) != len(arabic):
             info["not_row_parallel"][english_file.stem] = f"{len(english)} English rows, {len(arabic)} Arabic"
             continue
-        pairs += [Pair(e, a) for e, a in zip(english, arabic, strict=True)]
+        for e, a in zip(english, arabic, strict=True):
+            if e.reject or a.reject:  # the format layer's reason, e.g. leaked markup
+                info["rejected_by_format"] += [f"{r.where}: {r.reject}" for r in (e, a) if r.reject]
+            else:
+                pairs.append(Pair(e, a))
     repeated = repeated_off_topic(pairs)
     info["dropped_repeated"] = sorted(p.where for p in pairs if p.where in repeated)
     return [p for p in pairs if p.where not in repeated], info
@@ -354,6 +361,7 @@ def run(root: Path, real: bool, seed: int) -> dict:
         "files": info["files"],
         "not_row_parallel": info["not_row_parallel"],
         "dropped_repeated": len(info["dropped_repeated"]),
+        "rejected_by_format": info["rejected_by_format"],
         "real_pairs": total,
         "real_rejected": dict(sorted(rejected.items(), key=lambda kv: (kv[0] != "any", -kv[1]))),
         "real_reject_rate": {
@@ -413,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench-qa: {result['data']}: {root}")
     print(
         f"  pairs {result['real_pairs']} (dropped {result['dropped_repeated']} repeated off-topic rows; "
-        f"not row-parallel: {', '.join(result['not_row_parallel']) or 'none'})"
+        f"not row-parallel: {', '.join(result['not_row_parallel']) or 'none'}; "
+        f"rejected by the format layer: {len(result['rejected_by_format'])})"
     )
     rates = result["real_reject_rate"]
     print("  rejected: " + ", ".join(f"{k} {result['real_rejected'][k]} ({rates[k]:.1%})" for k in rates))
