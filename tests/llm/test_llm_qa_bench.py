@@ -87,12 +87,19 @@ def test_repeated_off_topic_arabic_rows_are_dropped_and_parallel_repeats_kept():
     assert b.repeated_off_topic(pairs) == {"ar:1", "ar:2", "ar:3"}
 
 
-def test_a_broken_mmlu_row_stops_the_benchmark_with_its_file_and_line(tmp_path):
-    path = tmp_path / "mmlu_en" / "test" / "x_test.csv"
-    path.parent.mkdir(parents=True)
-    path.write_text("Q?,a,b,c,d,A\nonly,three,cells\n", encoding="utf-8")
-    with pytest.raises(SystemExit, match=r"mmlu_en/test/x_test\.csv:2: expected 6 columns"):
-        bench().read_mmlu_csv(path, tmp_path)
+def test_a_row_the_format_layer_rejects_is_left_out_by_file_and_line(tmp_path):
+    for language, broken in (("en", "Q2?,a,b,c,d,B\n"), ("ar", "only,three,cells\n")):
+        path = tmp_path / f"mmlu_{language}" / "test" / "x_test.csv"
+        path.parent.mkdir(parents=True)
+        path.write_text("Q?,a,b,c,d,A\n" + broken, encoding="utf-8")
+    rows = bench().read_mmlu_csv(tmp_path / "mmlu_ar" / "test" / "x_test.csv", tmp_path)
+    assert [r.where for r in rows] == ["mmlu_ar/test/x_test.csv:1", "mmlu_ar/test/x_test.csv:2"]
+    assert not rows[0].reject and "expected 6 columns" in rows[1].reject
+    pairs, info = bench().load_pairs(tmp_path)
+    assert [p.where for p in pairs] == ["mmlu_ar/test/x_test.csv:1"]
+    assert len(info["rejected_by_format"]) == 1 and info["rejected_by_format"][0].startswith(
+        "mmlu_ar/test/x_test.csv:2: "
+    )
 
 
 def test_the_shipped_judgements_parse_and_reference_items_by_file_and_line(tmp_path):
