@@ -161,19 +161,19 @@ def data_provenance(
             raise LaunchError(str(err)) from None
         line = f"data: {rel(path)}: {count:,} rows, sha256 {digests[path]}"
         if provenance is None:
-            lines.append(f"{line}; no manifest.json beside it (not built by `make data`): its sources are unknown")
+            lines.append(f"{line}; no manifest.json beside it (not built by data_prep): its sources are unknown")
             continue
         if provenance.recorded_sha256 and provenance.recorded_sha256 != digests[path]:
             stale.append(
                 f"{rel(path)}: sha256 {digests[path]} is not the {provenance.recorded_sha256} its "
-                f"{rel(provenance.manifest)} records: the file changed after `make data` wrote it; run `make data` "
+                f"{rel(provenance.manifest)} records: the file changed after data_prep wrote it; run `make data` "
                 f"again (or remove the stale manifest.json to train on the file as it is)"
             )
         only_samples = provenance.only_from(registry.rules.embedded_samples)
         if only_samples:
             samples.append(path)
         line += (
-            f"; built by `make data` from the mix {provenance.mix or '(not recorded)'} "
+            f"; built by data_prep from the mix {provenance.mix or '(not recorded)'} "
             f"(sha256 {provenance.mix_sha256 or 'not recorded'}), {len(provenance.inputs)} input files"
             f"{' (the embedded samples only)' if only_samples else ''}; manifest {rel(provenance.manifest)} "
             f"(sha256 {provenance.manifest_sha256})"

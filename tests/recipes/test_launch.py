@@ -330,7 +330,7 @@ def test_data_changed_after_make_data_is_refused(sample_data, tmp_path):
     done = run_cli("train", "tiny", "--dry-run", "--data-dir", str(copy), "--output-root", str(tmp_path / "out"))
     assert done.returncode == 1
     assert f"error: {train_file}: sha256 " in done.stderr
-    assert "the file changed after `make data` wrote it" in done.stderr
+    assert "the file changed after data_prep wrote it" in done.stderr
 
 
 def test_manifest_reader_takes_only_what_it_needs(tmp_path):
