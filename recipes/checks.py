@@ -286,6 +286,7 @@ def rule_problems(recipe: Recipe, hardware: Hardware, registry: Registry) -> lis
         )
     if not hardware.cuda and data.get("quantize_moe_experts"):
         problem(("quantize_moe_experts",), f"needs CUDA; {hardware.name} has none: set it to false")
+    out.extend(_checkpointing_problems(recipe, model_config))
 
     # Data: packing, the project's chat template, the data stage's format.
     if data.get("sample_packing") is not True:
@@ -312,6 +313,14 @@ def rule_problems(recipe: Recipe, hardware: Hardware, registry: Registry) -> lis
                     problem((section, index, key), f"expected {value!r} (the data stage's messages JSON lines)")
 
     # Distributed: refuse what is known not to work.
+    fsdp_version = str(data.get("fsdp_version") or (data.get("fsdp_config") or {}).get("fsdp_version") or "")
+    if fsdp_version == "2" and data.get("optimizer") not in rules.fsdp2_optimizers:
+        problem(
+            ("optimizer",),
+            f"{data.get('optimizer')!r} with FSDP2: Axolotl refuses bitsandbytes' 8-bit AdamW with FSDP2 "
+            f"(CUDA errors; it names adamw_torch_8bit instead) and the paged variants are the same "
+            f"bitsandbytes family: use one of {', '.join(rules.fsdp2_optimizers)}",
+        )
     stage = _deepspeed_stage(data.get("deepspeed")) if data.get("deepspeed") else None
     if stage == 3:
         if data.get("sample_packing"):
@@ -325,6 +334,65 @@ def rule_problems(recipe: Recipe, hardware: Hardware, registry: Registry) -> lis
                 ("deepspeed",), "QLoRA with ZeRO-3 is known fragile (4-bit weights do not shard); use zero2 or fsdp2"
             )
     return out
+
+
+def _checkpointing_problems(recipe: Recipe, model_config: dict) -> list[Problem]:
+    """Activation checkpointing must be non-reentrant when the router aux loss is on.
+
+    Axolotl sets `gradient_checkpointing_kwargs: {use_reentrant: true}` when the key is unset
+    (axolotl/utils/config/__init__.py:395-401), and the Trainer passes it on to every layer
+    (transformers/trainer.py:1403-1410). transformers 5 collects Mixtral's router_logits through
+    forward hooks; under reentrant checkpointing the first forward runs without grad, so the
+    aux loss is added to the loss value but carries no gradient: the router never learns from
+    router_aux_loss_coef. Non-reentrant checkpointing (or FSDP's activation_checkpointing, which
+    is non-reentrant: axolotl/monkeypatch/accelerate/fsdp2.py:477-492) keeps the graph.
+    """
+    data = recipe.data
+    out = []
+    fsdp_checkpointing = bool((data.get("fsdp_config") or {}).get("activation_checkpointing"))
+    if data.get("gradient_checkpointing") and fsdp_checkpointing:
+        path: KeyPath = ("gradient_checkpointing",)
+        out.append(Problem(recipe.where(path), format_key(path), "must be false with fsdp_config.activation_checkpointing (the Trainer refuses both: transformers/trainer.py:844)"))  # fmt: skip
+    if model_config.get("output_router_logits") and data.get("gradient_checkpointing"):
+        kwargs = data.get("gradient_checkpointing_kwargs")
+        reentrant = not isinstance(kwargs, dict) or kwargs.get("use_reentrant") is not False
+        if reentrant:
+            path = ("gradient_checkpointing_kwargs",) if "gradient_checkpointing_kwargs" in data else ("gradient_checkpointing",)  # fmt: skip
+            unset = "unset, Axolotl makes it reentrant" if "gradient_checkpointing_kwargs" not in data else "reentrant"
+            out.append(
+                Problem(
+                    recipe.where(path),
+                    format_key(path),
+                    f"checkpointing is {unset}: under reentrant checkpointing the router logits carry no "
+                    "gradient, so the router aux loss never reaches the router; set "
+                    "gradient_checkpointing_kwargs: {use_reentrant: false}",
+                )
+            )
+    return out
+
+
+def batch_problems(base: Recipe, base_hardware: Hardware, merged: Recipe, hardware: Hardware) -> list[Problem]:
+    """An overlay keeps the global batch (micro x accumulation x GPUs) of the recipe it overlays."""
+
+    def rows(data: dict, hw: Hardware) -> int:
+        micro = data.get("micro_batch_size") or 1
+        accumulation = data.get("gradient_accumulation_steps") or 1
+        gpus = hw.capabilities.get("n_gpu") or 1
+        return int(micro) * int(accumulation) * int(gpus)
+
+    written, merged_rows = rows(base.data, base_hardware), rows(merged.data, hardware)
+    if merged_rows == written:
+        return []
+    path: KeyPath = ("gradient_accumulation_steps",)
+    return [
+        Problem(
+            merged.where(path),
+            format_key(path),
+            f"{hardware.capabilities.get('n_gpu')} GPUs x micro_batch_size {merged.data.get('micro_batch_size')} x "
+            f"{merged.data.get('gradient_accumulation_steps')} = {merged_rows} packed rows per step; the recipe's "
+            f"global batch is {written}",
+        )
+    ]
 
 
 def _template_problems(recipe: Recipe, known: tuple[str, ...]) -> list[Problem]:

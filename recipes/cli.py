@@ -5,6 +5,7 @@
     python -m recipes train tiny                  # checks, then the real `axolotl train`
     python -m recipes merge tiny                  # `axolotl merge-lora --merge-method legacy`
     python -m recipes params bilingual            # what the adapter trains, counted by peft
+    python -m recipes install-gpu                 # the GPU extras (requirements/gpu.txt)
 
 The Makefile's targets (recipes/recipes.mk) call these; see recipes/README.md.
 """
@@ -16,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recipes.checks import Problem, check_recipe, errors
+from recipes.checks import Problem, batch_problems, check_recipe, errors
 from recipes.config import RecipeError, load, merge, rel
 from recipes.launch import LAUNCHERS, LaunchError, RunOptions, merge_adapter, train
 from recipes.registry import Registry, load_registry
@@ -28,6 +29,7 @@ class CheckTarget:
     label: str
     files: list[Path]
     hardware: str
+    base_hardware: str = ""  # with an overlay: the hardware the recipe underneath is written for
 
 
 @dataclass
@@ -46,7 +48,7 @@ def shipped_targets(registry: Registry) -> list[CheckTarget]:
     for overlay in registry.overlays.values():
         for name in overlay.applies_to:
             variant = registry.variants[name]
-            targets.append(CheckTarget(f"{rel(variant.recipe)} + {rel(overlay.file)}", [variant.recipe, overlay.file], overlay.hardware))  # fmt: skip
+            targets.append(CheckTarget(f"{rel(variant.recipe)} + {rel(overlay.file)}", [variant.recipe, overlay.file], overlay.hardware, variant.hardware))  # fmt: skip
     return targets
 
 
@@ -54,10 +56,13 @@ def run_check(targets: list[CheckTarget], registry: Registry) -> list[CheckRepor
     reports = []
     for target in targets:
         try:
-            recipe = load(target.files[0])
+            base = recipe = load(target.files[0])
             for extra in target.files[1:]:
                 recipe = merge(recipe, load(extra))
-            problems = check_recipe(recipe, registry.hardware[target.hardware], registry)
+            hardware = registry.hardware[target.hardware]
+            problems = check_recipe(recipe, hardware, registry)
+            if len(target.files) > 1 and target.base_hardware:
+                problems += batch_problems(base, registry.hardware[target.base_hardware], recipe, hardware)
         except RecipeError as err:
             problems = [Problem(str(err).split(": ", 1)[0], "", str(err).split(": ", 1)[-1])]
         reports.append(CheckReport(target, problems))
@@ -73,8 +78,14 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
             hardware = args.hardware or by_file.get(path.resolve(), "1x-h100-80gb")
             if hardware not in registry.hardware:
                 raise RecipeError(f"unknown hardware {hardware!r}: expected one of {', '.join(registry.hardware)}")
-            files = [path] + ([registry.overlay(args.overlay).file] if args.overlay else [])
-            targets.append(CheckTarget(" + ".join(rel(f) for f in files), files, hardware))
+            if args.overlay:
+                overlay = registry.overlay(args.overlay)
+                base_hardware = by_file.get(path.resolve(), "1x-h100-80gb")
+                files = [path, overlay.file]
+                hardware = args.hardware or overlay.hardware
+            else:
+                files, base_hardware = [path], ""
+            targets.append(CheckTarget(" + ".join(rel(f) for f in files), files, hardware, base_hardware))
     else:
         targets = shipped_targets(registry)
     reports = run_check(targets, registry)
@@ -97,6 +108,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         overlay=args.overlay,
         sets=list(args.set or []),
         unsets=list(args.unset or []),
+        allow_sample_data=bool(getattr(args, "allow_sample_data", False)),
     )
 
 
@@ -122,7 +134,22 @@ def cmd_params(args: argparse.Namespace, registry: Registry) -> int:
         f"{args.variant}: the adapter trains {result.trainable:,} parameters, {result.share:.2%} of the "
         f"{result.total:,} of the base ({groups}); dimensions from {result.source}"
     )
+    print(
+        f"  on transformers 4.36's unfused experts, which BiMediX was trained on (each expert's w1 and w3 "
+        f"with a LoRA of its own), the same rank trains {result.unfused_trainable:,}, {result.unfused_share:.2%}"
+    )
+    for name, elements in sorted(result.delta_elements.items(), key=lambda kv: -kv[1]):
+        print(
+            f"  peft materialises the full delta weight of {name}: {elements:,} elements per layer "
+            f"({elements * 2 / 1e9:.2f} GB in bf16, {elements * 4 / 1e9:.2f} GB in fp32), and its gradient"
+        )
     return 0
+
+
+def cmd_install_gpu(args: argparse.Namespace, registry: Registry) -> int:
+    from recipes.gpu import install_gpu
+
+    return install_gpu(print_only=args.print_only)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_arguments(train_p)
     train_p.add_argument("--launcher", default="accelerate", choices=LAUNCHERS)
     train_p.add_argument("--launcher-args", default="", help='passed after `--`, e.g. "--nnodes 2 --nproc_per_node 8"')
-    train_p.add_argument("--dry-run", action="store_true", help="check and print the command, do not train")
+    train_p.add_argument("--dry-run", action="store_true", help="check, write the resolved recipe, print the command; do not train")  # fmt: skip
+    train_p.add_argument("--allow-sample-data", action="store_true", help="let a GPU recipe train on data built only from the embedded samples")  # fmt: skip
     train_p.set_defaults(func=cmd_train)
 
     merge_p = sub.add_parser("merge", help="merge the adapter into the base, keeping the expert and router LoRA")
@@ -160,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("variant")
     params.add_argument("--base-model", default="", help="read the dimensions from this model's config.json")
     params.set_defaults(func=cmd_params)
+
+    gpu = sub.add_parser("install-gpu", help="install requirements/gpu.txt into this environment (GPU hosts: DeepSpeed, Ray)")  # fmt: skip
+    gpu.add_argument("--print", dest="print_only", action="store_true", help="print the commands, run nothing")
+    gpu.set_defaults(func=cmd_install_gpu)
     return parser
 
 

@@ -7,6 +7,7 @@ A recipe is an Axolotl YAML file. Everything here keeps track of where each key 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,14 +126,33 @@ def override(recipe: Recipe, key: str, value: Any, source: str = "<command line>
     recipe.origin[(key,)] = (source, 0)
 
 
+class _SetLoader(yaml.SafeLoader):
+    """YAML for `--set` values, with YAML 1.2 booleans: only true/false are booleans.
+
+    PyYAML follows YAML 1.1, where `no`, `off`, `yes`, `on`, `y` and `n` are booleans too:
+    `--set eval_strategy=no` would become False, which Axolotl's schema refuses (and
+    `--set save_strategy=no` the same). On the command line such a word means the word.
+    """
+
+
+_SetLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SetLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """`key=value` from `--set`; the value is read as YAML (`3`, `true`, `[a, b]`, `text`)."""
+    """`key=value` from `--set`; the value is read as YAML (`3`, `true`, `[a, b]`, `text`),
+    with YAML 1.2 booleans (`no` is the string "no", not False)."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise RecipeError(f"--set {text!r}: expected key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=_SetLoader) if raw.strip() else None  # a SafeLoader
     except yaml.YAMLError:
         raise RecipeError(f"--set {text!r}: the value is not valid YAML") from None
     return key, value

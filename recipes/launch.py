@@ -21,8 +21,10 @@ from bimedix.paths import ROOT
 from recipes.checks import check_recipe, errors, is_hub_id
 from recipes.config import Recipe, RecipeError, dump, load, merge, override, parse_assignment, rel
 from recipes.datacheck import check_file
+from recipes.provenance import read_provenance, sha256_of
 from recipes.registry import Hardware, Registry
 from recipes.weights import locate
+from recipes.world import BatchPlan, WorldError, WorldPlan, keep_global_batch, plan_world, planned_env
 
 LAUNCHERS = ("accelerate", "torchrun", "python")
 # Axolotl reports usage to a telemetry service unless told not to; without network the
@@ -44,6 +46,7 @@ class RunOptions:
     overlay: str = ""
     sets: list[str] = field(default_factory=list)  # key=value (YAML value)
     unsets: list[str] = field(default_factory=list)  # keys to remove
+    allow_sample_data: bool = False  # let a GPU recipe train on data built only from the embedded samples
 
 
 @dataclass
@@ -91,6 +94,10 @@ def resolve(options: RunOptions, registry: Registry) -> Resolved:
         if key not in recipe.data:
             raise RecipeError(f"--unset {key}: the recipe has no such key")
         del recipe.data[key]
+    plugins = recipe.data.get("plugins") or []
+    missing = [name for name in registry.rules.plugins if name not in plugins]
+    if missing:  # the recipes name them; a recipe of the user's that does not gets them here
+        recipe.data["plugins"] = [*plugins, *missing]
     output_dir = recipe.data.get("output_dir")
     if not isinstance(output_dir, str):
         raise RecipeError(f"{recipe.sources[0]}: output_dir: missing")
@@ -123,32 +130,79 @@ def data_files(recipe: Recipe) -> list[Path]:
     return files
 
 
-def check_data(recipe: Recipe, variant: str) -> list[Path]:
-    files = data_files(recipe)
+def check_data(recipe: Recipe, variant: str) -> dict[Path, int]:
+    """Every data file the recipe names, checked line by line: {file: rows}."""
+    rows: dict[Path, int] = {}
     problems = []
-    for path in files:
+    for path in data_files(recipe):
         if not path.exists():
-            problems.append(f"{rel(path)}: no such file; run `make data` (or pass DATA_DIR=<folder with processed/{variant}/>)")  # fmt: skip
+            problems.append(f"{rel(path)}: no such file; run `make data` first (training never builds data), or pass DATA_DIR=<folder with processed/{variant}/>")  # fmt: skip
             continue
-        problems += check_file(path)[1]
+        count, found = check_file(path)
+        rows[path] = count
+        problems += found
     if problems:
         raise LaunchError("\n".join(problems))
-    return files
+    return rows
 
 
-def refresh_prepared(recipe: Recipe, files: list[Path]) -> None:
+def data_provenance(
+    rows: dict[Path, int], digests: dict[Path, str], hardware: Hardware, registry: Registry, *, allow_sample_data: bool
+) -> list[str]:
+    """One line per data file: its rows and sha256, and the mix and manifest it was built from.
+
+    Raises LaunchError when a file no longer matches its manifest, and, on a GPU target, when
+    the data was built only from the embedded samples and `allow_sample_data` is not set."""
+    lines, samples, stale = [], [], []
+    for path, count in rows.items():
+        try:
+            provenance = read_provenance(path)
+        except ValueError as err:
+            raise LaunchError(str(err)) from None
+        line = f"data: {rel(path)}: {count:,} rows, sha256 {digests[path]}"
+        if provenance is None:
+            lines.append(f"{line}; no manifest.json beside it (not built by data_prep): its sources are unknown")
+            continue
+        if provenance.recorded_sha256 and provenance.recorded_sha256 != digests[path]:
+            stale.append(
+                f"{rel(path)}: sha256 {digests[path]} is not the {provenance.recorded_sha256} its "
+                f"{rel(provenance.manifest)} records: the file changed after data_prep wrote it; run `make data` "
+                f"again (or remove the stale manifest.json to train on the file as it is)"
+            )
+        only_samples = provenance.only_from(registry.rules.embedded_samples)
+        if only_samples:
+            samples.append(path)
+        line += (
+            f"; built by data_prep from the mix {provenance.mix or '(not recorded)'} "
+            f"(sha256 {provenance.mix_sha256 or 'not recorded'}), {len(provenance.inputs)} input files"
+            f"{' (the embedded samples only)' if only_samples else ''}; manifest {rel(provenance.manifest)} "
+            f"(sha256 {provenance.manifest_sha256})"
+        )
+        lines.append(line)
+    if stale:
+        raise LaunchError("\n".join(stale))
+    if samples and hardware.cuda and not allow_sample_data:
+        folders = ", ".join(registry.rules.embedded_samples)
+        raise LaunchError(
+            f"{rel(samples[0])}: built only from the embedded samples ({folders}, toy data) by the default "
+            f"`make data`: build the real data with `make data MIX=<your mix>`, or pass ALLOW_SAMPLE_DATA=1 "
+            f"(--allow-sample-data) to train this {hardware.name} recipe on the samples anyway"
+        )
+    return lines
+
+
+def refresh_prepared(recipe: Recipe, files: list[Path], digests: dict[Path, str] | None = None) -> None:
     """Axolotl reuses a prepared (tokenized) dataset when the recipe's dataset entries are
     unchanged, even when the files' content changed: clear it when the data's sha256 differs."""
     prepared = recipe.data.get("dataset_prepared_path")
     if not isinstance(prepared, str):
         return
     folder = ROOT / prepared
+    digests = digests or {}
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path).encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                digest.update(block)
+        digest.update((digests.get(path) or sha256_of(path)).encode())
     stamp = folder / "bimedix-data.sha256"
     if folder.exists() and (not stamp.exists() or stamp.read_text().strip() != digest.hexdigest()):
         print(f"the data changed since {rel(folder)} was prepared: tokenizing again", flush=True)
@@ -183,9 +237,9 @@ def merge_command(config: Path, adapter: Path, run_dir: Path, method: str) -> li
     )
 
 
-def run_logged(command: list[str], log: Path) -> tuple[int, str]:
+def run_logged(command: list[str], log: Path, extra_env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run from the repository root with Axolotl's environment; stream and keep the output."""
-    env = {**os.environ, **AXOLOTL_ENV}
+    env = {**os.environ, **AXOLOTL_ENV, **(extra_env or {})}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(ROOT)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -205,6 +259,37 @@ def run_logged(command: list[str], log: Path) -> tuple[int, str]:
     return code, "".join(kept)
 
 
+def overlays_for(registry: Registry, variant: str, processes: int) -> list[str]:
+    """`OVERLAY=<name>` of each overlay of `variant` written for exactly `processes` GPUs."""
+    return [
+        f"OVERLAY={o.name}" for o in registry.overlays.values()
+        if variant in o.applies_to and registry.hardware[o.hardware].capabilities.get("n_gpu") == processes
+    ]  # fmt: skip
+
+
+def plan_batch(
+    resolved: Resolved, registry: Registry, launcher: str, launcher_args: str, device_count=None
+) -> tuple[WorldPlan, BatchPlan]:
+    """The process count of this launch and the gradient accumulation that keeps the recipe's
+    global batch on it (written into the resolved recipe when it changes)."""
+    recipe = resolved.recipe
+    if launcher not in LAUNCHERS:
+        raise LaunchError(f"unknown launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+    written_for = int(resolved.hardware.capabilities.get("n_gpu") or 1)
+    try:
+        extra = {"device_count": device_count} if device_count is not None else {}
+        world = plan_world(launcher, shlex.split(launcher_args), recipe.data, **extra)
+        gpu_counts = sorted({hw.capabilities.get("n_gpu") or 1 for hw in registry.hardware.values()})
+        overlays = {n: overlays_for(registry, resolved.variant, n) for n in gpu_counts}
+        named = [f"{' or '.join(v)} for {n} GPUs" for n, v in sorted(overlays.items()) if v]
+        batch = keep_global_batch(recipe.data, written_for, world.processes, "; ".join(named))
+    except WorldError as err:
+        raise LaunchError(str(err)) from None
+    if batch.changed:
+        override(recipe, "gradient_accumulation_steps", batch.accumulation, f"{world.processes} processes")
+    return world, batch
+
+
 def train(options: RunOptions, registry: Registry, *, launcher: str, launcher_args: str, dry_run: bool) -> Path:
     """Check everything, then `axolotl train`. Returns the adapter folder."""
     resolved = resolve(options, registry)
@@ -213,15 +298,27 @@ def train(options: RunOptions, registry: Registry, *, launcher: str, launcher_ar
     if recipe.data.get("use_ray") and importlib.util.find_spec("ray") is None:
         raise LaunchError(f'OVERLAY=ray needs Ray Train, which the locked environment lacks: pip install "{RAY_PIN}"')
     base_weights(resolved, registry)
-    files = check_data(recipe, options.variant)
+    rows = check_data(recipe, options.variant)
+    digests = {path: sha256_of(path) for path in rows}
+    for line in data_provenance(
+        rows, digests, resolved.hardware, registry, allow_sample_data=options.allow_sample_data
+    ):
+        print(line, flush=True)
+    world, batch = plan_batch(resolved, registry, launcher, launcher_args)
+    print(batch.describe(world.how), flush=True)
+    if world.processes > 1 and not options.overlay and not recipe.data.get("use_ray"):
+        fitting = overlays_for(registry, options.variant, world.processes)
+        hint = f"; {' or '.join(fitting)} (written for {world.processes} GPUs) shards them" if fitting else ""
+        print(f"note: {world.processes} processes without an overlay: plain DDP, every GPU holds the whole model and optimizer{hint}", flush=True)  # fmt: skip
     config = resolved.run_dir / "axolotl.yaml"
-    command = train_command(config, launcher, launcher_args)
+    command = train_command(config, launcher, shlex.join(world.launcher_args))
+    dump(recipe, config, f"Resolved by `python -m recipes train {options.variant}` from {', '.join(recipe.sources)}.\nEdit the recipe, not this file.")  # fmt: skip
     if dry_run:
+        print(f"dry run: wrote {rel(config)}; would run:")
         print("+ " + shlex.join(command))
         return ROOT / recipe.data["output_dir"]
-    refresh_prepared(recipe, files)
-    dump(recipe, config, f"Resolved by `python -m recipes train {options.variant}` from {', '.join(recipe.sources)}.\nEdit the recipe, not this file.")  # fmt: skip
-    code, _ = run_logged(command, resolved.run_dir / "train.log")
+    refresh_prepared(recipe, list(rows), digests)
+    code, _ = run_logged(command, resolved.run_dir / "train.log", planned_env(world, recipe.data))
     if code != 0:
         raise LaunchError(f"axolotl train failed (exit {code}); its output is in {rel(resolved.run_dir / 'train.log')}")
     adapter = ROOT / recipe.data["output_dir"]

@@ -15,6 +15,10 @@ from typing import Any
 
 from bimedix.paths import ROOT
 
+# Fused expert parameters of transformers 5: the name, and how many of transformers 4's
+# per-expert nn.Linear projections it stacks along its output dimension (gate_up_proj = w1 and w3).
+FUSED_PROJECTIONS = {"gate_up_proj": 2, "down_proj": 1}
+
 
 @dataclass(frozen=True)
 class ParamCount:
@@ -22,10 +26,20 @@ class ParamCount:
     trainable: int  # adapter parameters
     by_group: dict[str, int]  # attention / experts / router
     source: str  # where the dimensions came from
+    # elements of the full delta weight peft's ParamWrapper materialises per targeted parameter
+    # (one layer's, e.g. {"mlp.experts.gate_up_proj": 939_524_096}); its gradient is as large
+    delta_elements: dict[str, int]
+    # the same targets and rank on transformers 4's layout (each expert's w1, w2, w3 an nn.Linear
+    # with its own LoRA), as BiMediX trained on transformers 4.36
+    unfused_trainable: int
 
     @property
     def share(self) -> float:
         return self.trainable / self.total
+
+    @property
+    def unfused_share(self) -> float:
+        return self.unfused_trainable / self.total
 
 
 def _config(data: dict[str, Any]):
@@ -74,4 +88,31 @@ def count(data: dict[str, Any]) -> ParamCount:
             "attention" if ".self_attn." in name else "other"
         )  # fmt: skip
         groups[group] += param.numel()
-    return ParamCount(total, sum(groups.values()), {k: v for k, v in groups.items() if v}, source)
+    trainable = sum(groups.values())
+    deltas, unfused = _param_wrappers(model)
+    return ParamCount(total, trainable, {k: v for k, v in groups.items() if v}, source, deltas, trainable + unfused)
+
+
+def _param_wrappers(model) -> tuple[dict[str, int], int]:
+    """From the shapes of the parameters peft wraps: the elements of each one's delta weight
+    (largest layer), and how many more LoRA parameters transformers 4's unfused layout has.
+
+    A fused parameter (E experts, P projections stacked along the output, out, in) gets one A
+    per expert (r x in) shared by its P projections, and one B (out x r): r(in + out) per expert.
+    Unfused, each projection has its own A and B: P r(in + out / P) per expert, r(P - 1) in more.
+    """
+    from peft.tuners.lora.layer import ParamWrapper
+
+    deltas: dict[str, int] = {}
+    extra = 0
+    for name, module in model.named_modules():
+        if not isinstance(module, ParamWrapper):
+            continue
+        param = module.get_param()
+        tail = name.split(".layers.", 1)[-1].split(".", 1)[-1].removesuffix(".base_layer")
+        key = f"{tail}.{module.parameter_name}"
+        deltas[key] = max(deltas.get(key, 0), param.numel())
+        parts = FUSED_PROJECTIONS.get(module.parameter_name, 1) if param.ndim == 3 else 1
+        rank = next(iter(module.r.values()))
+        extra += module.num_experts * rank * module.in_features * (parts - 1)
+    return deltas, extra

@@ -14,28 +14,34 @@ LAUNCHER ?= accelerate
 LAUNCHER_ARGS ?=
 VARIANT ?= tiny
 ADAPTER_DIR ?=
+# ALLOW_SAMPLE_DATA=1 lets a GPU recipe train on data built only from the embedded samples
+ALLOW_SAMPLE_DATA ?=
 RECIPES_RUN = --base-model '$(BASE_MODEL)' --data-dir '$(DATA_DIR)' --output-root '$(TRAIN_OUTPUT)' --overlay '$(OVERLAY)'
-RECIPES_LAUNCH = --launcher '$(LAUNCHER)' --launcher-args '$(LAUNCHER_ARGS)'
+RECIPES_LAUNCH = --launcher '$(LAUNCHER)' --launcher-args='$(LAUNCHER_ARGS)' $(if $(filter-out 0 no false,$(ALLOW_SAMPLE_DATA)),--allow-sample-data)
 
-.PHONY: check-recipes train-tiny train-bilingual train-arabic train-english merge bench-recipes
+.PHONY: check-recipes train-tiny train-bilingual train-arabic train-english merge bench-recipes env-gpu
 
+# Training reads what `make data` built (DATA_DIR) and never rebuilds it: run `make data` first.
 check-recipes: env ## Validate every recipe offline: Axolotl's schema for its hardware + the project's rules
 	@$(TEST_ENV) $(PY) -m recipes check
 
-train-tiny: env data tiny-model ## Train the tiny recipe on the CPU (a couple of minutes): outputs/tiny/adapter
+train-tiny: env tiny-model ## Train the tiny recipe on the CPU on what `make data` built (a couple of minutes): outputs/tiny/adapter
 	@$(PY) -m recipes train tiny $(RECIPES_RUN) $(RECIPES_LAUNCH)
 
-train-bilingual: env data ## QLoRA-tune Mixtral-8x7B-Instruct on the bilingual data (GPU; BASE_MODEL=...)
+train-bilingual: env ## QLoRA-tune Mixtral-8x7B-Instruct on the bilingual data of `make data` (GPU; BASE_MODEL=...)
 	@$(PY) -m recipes train bilingual $(RECIPES_RUN) $(RECIPES_LAUNCH)
 
-train-arabic: env data ## QLoRA-tune Mixtral-8x7B-Instruct on the Arabic data (GPU; BASE_MODEL=...)
+train-arabic: env ## QLoRA-tune Mixtral-8x7B-Instruct on the Arabic data of `make data` (GPU; BASE_MODEL=...)
 	@$(PY) -m recipes train arabic $(RECIPES_RUN) $(RECIPES_LAUNCH)
 
-train-english: env data ## QLoRA-tune Mixtral-8x7B-Instruct on the English data (GPU; BASE_MODEL=...)
+train-english: env ## QLoRA-tune Mixtral-8x7B-Instruct on the English data of `make data` (GPU; BASE_MODEL=...)
 	@$(PY) -m recipes train english $(RECIPES_RUN) $(RECIPES_LAUNCH)
 
 merge: env ## Merge VARIANT's adapter (default tiny) into its base, experts and router included: outputs/<variant>/merged
 	@$(PY) -m recipes merge $(VARIANT) $(RECIPES_RUN) --adapter-dir '$(ADAPTER_DIR)'
 
-bench-recipes: env data tiny-model ## Tiny-recipe train steps/s on the CPU and packing efficiency on the embedded data
+bench-recipes: env tiny-model ## Tiny-recipe train steps/s on the CPU and packing efficiency on what `make data` built
 	@$(PY) benchmarks/recipes_bench.py --data-dir '$(DATA_DIR)'
+
+env-gpu: env ## GPU hosts: install requirements/gpu.txt (DeepSpeed, Ray Train) into .venv, constrained by the lock
+	@$(PY) -m recipes install-gpu

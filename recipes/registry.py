@@ -50,6 +50,9 @@ class Rules:
     path_keys: tuple[str, ...]
     local_prefixes: tuple[str, ...]
     output_keys: tuple[str, ...]
+    plugins: tuple[str, ...]
+    embedded_samples: tuple[str, ...]
+    fsdp2_optimizers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ def load_registry(path: Path = REGISTRY) -> Registry:
             path_keys=_tuple(r["path_keys"]),
             local_prefixes=_tuple(r["local_prefixes"]),
             output_keys=_tuple(r["output_keys"]),
+            plugins=_tuple(r["plugins"]),
+            embedded_samples=_tuple(r["embedded_samples"]),
+            fsdp2_optimizers=_tuple(r["fsdp2_optimizers"]),
         )
     except (KeyError, TypeError) as err:
         raise RecipeError(f"{shown}: missing or malformed entry {err}") from None

@@ -16,6 +16,8 @@ import statistics
 from dataclasses import dataclass
 
 _DICT = re.compile(r"\{'(?:loss|train_runtime|eval_loss)'[^{}]*\}")
+# Axolotl's packing efficiency of the training data, per rank (axolotl/utils/trainer.py:511-513)
+_PACKING = re.compile(r"sample_packing_eff_est across ranks: \[([^\]]*)\]")
 
 
 def records(text: str) -> list[dict[str, float]]:
@@ -41,9 +43,12 @@ class TrainSummary:
     losses: list[float]
     step_seconds: list[float]  # per step after the first (the first carries start-up costs)
     step_tokens: list[float]  # token slots of those steps (packed rows: padding included, labels or not)
+    step_trainable: list[float]  # labelled (trainable) tokens of those steps
     runtime: float | None  # the Trainer's train_runtime, seconds
     steps_per_second: float | None  # the Trainer's train_steps_per_second (includes the first step)
-    peak_gib: float | None  # the largest memory/max_allocated (GiB) logged (GPU only)
+    peak_allocated_gib: float | None  # the largest memory/max_allocated (GiB) logged; None if none was
+    peak_reserved_gib: float | None  # the largest memory/device_reserved (GiB): the allocator's reserve too
+    packing_efficiency: float | None  # Axolotl's sample_packing_eff_est (real tokens / token slots)
 
     @property
     def steady_steps_per_second(self) -> float | None:
@@ -51,7 +56,12 @@ class TrainSummary:
 
     @property
     def tokens_per_second(self) -> float | None:
+        """Token slots per second: padding included (the packed rows' full length)."""
         return sum(self.step_tokens) / sum(self.step_seconds) if self.step_seconds else None
+
+    @property
+    def trainable_tokens_per_second(self) -> float | None:
+        return sum(self.step_trainable) / sum(self.step_seconds) if self.step_seconds else None
 
     @property
     def all_finite(self) -> bool:
@@ -61,20 +71,32 @@ class TrainSummary:
 def summarise(text: str) -> TrainSummary:
     rows = records(text)
     steps = [r for r in rows if "loss" in r]
-    seconds, tokens = [], []
+    seconds, tokens, trainable = [], [], []
     for previous, current in itertools.pairwise(steps):
         rate = current.get("tokens/train_per_sec_per_gpu")
         done = current.get("tokens/trainable", 0) - previous.get("tokens/trainable", 0)
         if rate and done > 0:
             seconds.append(done / rate)
+            trainable.append(done)
             tokens.append(current.get("tokens/total", 0) - previous.get("tokens/total", 0))
     final = next((r for r in reversed(rows) if "train_runtime" in r), {})
-    peaks = [r["memory/max_allocated (GiB)"] for r in rows if "memory/max_allocated (GiB)" in r]
+
+    def peak(key: str) -> float | None:
+        values = [r[key] for r in rows if key in r]
+        return max(values) if values else None
+
+    packing = None
+    for match in _PACKING.finditer(text):
+        values = [float(v) for v in re.findall(r"[\d.]+(?:e-?\d+)?", match.group(1))]
+        packing = max(values) if values else packing
     return TrainSummary(
         losses=[r["loss"] for r in steps],
         step_seconds=seconds,
         step_tokens=tokens,
+        step_trainable=trainable,
         runtime=final.get("train_runtime"),
         steps_per_second=final.get("train_steps_per_second"),
-        peak_gib=max(peaks) if peaks else None,
+        peak_allocated_gib=peak("memory/max_allocated (GiB)"),
+        peak_reserved_gib=peak("memory/device_reserved (GiB)"),
+        packing_efficiency=packing,
     )

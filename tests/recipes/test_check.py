@@ -4,12 +4,14 @@ clear message, with the file and line where the cause is written."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from bimedix.paths import ROOT
 from recipes.checks import check_recipe, errors
-from recipes.cli import main, run_check, shipped_targets
+from recipes.cli import CheckTarget, main, run_check, shipped_targets
 from recipes.config import RecipeError, load, merge
 from recipes.registry import load_registry
 
@@ -92,6 +94,15 @@ BROKEN = {
     "schema": ({"load_in_4bit": False}, "Axolotl schema: Require cfg.load_in_4bit to be True for qlora"),
     "quantized experts on cpu": ({"quantize_moe_experts": True}, "quantize_moe_experts: needs CUDA"),
     "flash on cpu": ({"attn_implementation": "flash_attention_2"}, "packed samples stay apart only with sdpa"),
+    "checkpointing left to Axolotl (reentrant)": (
+        {"gradient_checkpointing_kwargs": _DELETE},
+        "gradient_checkpointing: checkpointing is unset, Axolotl makes it reentrant: under reentrant checkpointing "
+        "the router logits carry no gradient",
+    ),
+    "reentrant checkpointing": (
+        {"gradient_checkpointing_kwargs": {"use_reentrant": True}},
+        "gradient_checkpointing_kwargs: checkpointing is reentrant",
+    ),
 }
 
 
@@ -157,3 +168,75 @@ def test_inline_template_must_be_the_project_template():
     assert not problems_of(mutated(chat_template_jinja=project))
     found = problems_of(mutated(chat_template_jinja="{{ messages }}"))
     assert any("an inline template that is not the project's" in p for p in found), found
+
+
+def test_checkpointing_may_be_off_or_fsdp_non_reentrant():
+    assert not problems_of(mutated(gradient_checkpointing=False, gradient_checkpointing_kwargs=_DELETE))
+    recipe = merge(load(BILINGUAL), load(REGISTRY.overlay("fsdp2").file))
+    assert recipe.data["gradient_checkpointing"] is False
+    assert recipe.data["fsdp_config"]["activation_checkpointing"] is True
+    assert not problems_of(recipe, "8x-h100-80gb")
+    recipe.data["gradient_checkpointing"] = True
+    found = problems_of(recipe, "8x-h100-80gb")
+    assert any("gradient_checkpointing: must be false with fsdp_config.activation_checkpointing" in p for p in found), (
+        found
+    )
+
+
+@pytest.mark.parametrize("optimizer", ["paged_adamw_8bit", "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_32bit"])
+def test_fsdp2_refuses_the_bitsandbytes_optimizers(optimizer):
+    """Axolotl refuses adamw_8bit / adamw_bnb_8bit with FSDP2; the paged ones are the same family."""
+    recipe = merge(load(BILINGUAL), load(REGISTRY.overlay("fsdp2").file))
+    assert recipe.data["optimizer"] in REGISTRY.rules.fsdp2_optimizers
+    recipe.data["optimizer"] = optimizer
+    found = problems_of(recipe, "8x-h100-80gb")
+    assert any(p.startswith("recipes/multigpu/fsdp2.yaml") and f"optimizer: {optimizer!r} with FSDP2" in p for p in found), found  # fmt: skip
+
+
+def test_an_overlay_keeps_the_recipes_global_batch(tmp_path):
+    overlay = tmp_path / "zero2-big.yaml"
+    overlay.write_text(
+        "# Training\ndeepspeed: recipes/multigpu/deepspeed_zero2.json\ngradient_accumulation_steps: 16\n"
+    )
+    target = CheckTarget("bilingual + big", [BILINGUAL, overlay], "8x-h100-80gb", "1x-h100-80gb")
+    (report,) = run_check([target], REGISTRY)
+    assert [str(p) for p in errors(report.problems)] == [
+        f"{overlay}:3: gradient_accumulation_steps: 8 GPUs x micro_batch_size 1 x 16 = 128 packed rows per step; "
+        "the recipe's global batch is 16"
+    ]
+
+
+GPU_TARGETS = [t for t in shipped_targets(REGISTRY) if REGISTRY.hardware[t.hardware].cuda]
+
+
+@pytest.mark.parametrize("target", GPU_TARGETS, ids=[t.label for t in GPU_TARGETS])
+def test_gpu_recipes_pack_with_torchs_own_varlen_kernel(target):
+    """No flash-attn build: sdpa with Axolotl's sdpa_varlen, which serves Mixtral-8x7B's shape."""
+    from axolotl.monkeypatch.attention.sdpa_varlen import _VARLEN_MAX_HEAD_DIM
+    from transformers import MixtralConfig
+
+    recipe = load(target.files[0])
+    for extra in target.files[1:]:
+        recipe = merge(recipe, load(extra))
+    assert recipe.data["attn_implementation"] == "sdpa"
+    assert recipe.data["sdpa_varlen"] is True
+    mixtral = MixtralConfig()  # Mixtral-8x7B's dimensions; the varlen kernel needs head_dim <= 256, no window
+    assert mixtral.hidden_size // mixtral.num_attention_heads <= _VARLEN_MAX_HEAD_DIM
+    assert mixtral.sliding_window is None
+
+
+def test_gpu_extras_install_without_building_against_torch():
+    """Nothing in requirements/gpu.txt needs torch at build time (flash-attn does, and pip's build
+    isolation hides torch from it); `make env-gpu` installs the file constrained by the lock."""
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements" / "gpu.txt").read_text().splitlines()]
+    names = {line.split("==")[0].split("[")[0].lower() for line in lines if line}
+    assert "flash-attn" not in names and "flash_attn" not in names
+    done = subprocess.run(
+        [sys.executable, "-m", "recipes", "install-gpu", "--print"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("-m pip install -r requirements/gpu.txt -c requirements/main.lock")

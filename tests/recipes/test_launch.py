@@ -3,18 +3,21 @@ launchers, and the one-line errors that replace tracebacks."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bimedix.paths import ROOT
-from recipes.config import RecipeError
+from recipes.config import RecipeError, parse_assignment
 from recipes.datacheck import check_file
-from recipes.launch import LaunchError, RunOptions, refresh_prepared, resolve, train, train_command
+from recipes.launch import LaunchError, RunOptions, plan_batch, refresh_prepared, resolve, train, train_command
 from recipes.registry import load_registry
 from recipes.weights import WeightsError, locate
 from tests.recipes.helpers import fixture_rows, run_cli
@@ -147,5 +150,201 @@ def test_gpu_step_benchmark_refuses_cleanly_without_a_gpu():
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
-        "error: this benchmark needs a CUDA GPU (torch sees none): run it on a GPU host, see recipes/README.md"
+        "error: this benchmark needs a CUDA GPU (torch sees none): run it on a GPU host, see recipes/README.md; "
+        "--dry-run checks it on a CPU"
     ]
+
+
+# --------------------------------------------------------------------------- --set
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("eval_strategy=no", "no"),  # YAML 1.1 would make it False, which the schema refuses
+        ("save_strategy=no", "no"),
+        ("x=off", "off"),
+        ("x=yes", "yes"),
+        ("x=true", True),
+        ("x=False", False),
+        ("x=3", 3),
+        ("x=0.02", 0.02),
+        ("x={use_reentrant: false}", {"use_reentrant": False}),
+        ("x=[a, no]", ["a", "no"]),
+    ],
+)
+def test_set_reads_yaml_with_only_true_and_false_as_booleans(text, value):
+    _, parsed = parse_assignment(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+# --------------------------------------------------------------------------- the global batch
+
+
+def dry_run(data_dir, tmp_path, tiny_model_dir, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli(
+        "train", "bilingual", "--dry-run", "--base-model", str(tiny_model_dir), "--data-dir", str(data_dir),
+        "--output-root", str(tmp_path), *extra,
+    )  # fmt: skip
+
+
+def resolved_recipe(tmp_path) -> dict:
+    return yaml.safe_load((tmp_path / "bilingual" / "axolotl.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("launcher_args", "how"),
+    [
+        (
+            ["--launcher", "torchrun", "--launcher-args", "--nproc_per_node 8"],
+            "torchrun --nnodes 1 x --nproc_per_node 8",
+        ),
+        (["--launcher", "accelerate", "--launcher-args=--num_processes=8"], "accelerate --num_processes 8"),
+    ],
+)
+def test_eight_processes_without_an_overlay_keep_the_global_batch(data_dir, tmp_path, tiny_model_dir, launcher_args, how):  # fmt: skip
+    done = dry_run(data_dir, tmp_path, tiny_model_dir, *launcher_args)
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"global batch: 16 packed rows per optimizer step = micro_batch_size 1 x gradient_accumulation_steps 2 x 8 "
+        f"processes ({how}); the recipe is written for 1 with gradient_accumulation_steps 16: set to 2"
+    ) in done.stdout
+    assert "plain DDP" in done.stdout and "OVERLAY=zero2 or OVERLAY=fsdp2 or OVERLAY=ray" in done.stdout
+    assert resolved_recipe(tmp_path)["gradient_accumulation_steps"] == 2
+
+
+def test_a_world_size_that_cannot_keep_the_batch_is_refused_naming_the_overlays(data_dir, tmp_path, tiny_model_dir):
+    done = dry_run(
+        data_dir, tmp_path, tiny_model_dir, "--launcher", "torchrun", "--launcher-args", "--nproc_per_node 3"
+    )
+    assert done.returncode == 1
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        "error: 3 processes cannot keep the recipe's global batch of 16 packed rows (micro_batch_size 1 x 3 does "
+        "not divide it): start 1, 2, 4, 8 or 16 processes (OVERLAY=zero2 or OVERLAY=fsdp2 or OVERLAY=ray for 8 GPUs; "
+        "OVERLAY=zero2-2nodes for 16 GPUs)"
+    ]
+
+
+def test_overlays_launch_as_written_and_on_fewer_gpus(tmp_path):
+    resolved = resolve(RunOptions("bilingual", overlay="zero2-2nodes"), REGISTRY)
+    world, batch = plan_batch(resolved, REGISTRY, "torchrun", "--nnodes 2 --nproc_per_node 8")
+    assert (world.processes, batch.accumulation, batch.changed) == (16, 1, False)
+    resolved = resolve(RunOptions("bilingual", overlay="zero2"), REGISTRY)
+    world, batch = plan_batch(resolved, REGISTRY, "accelerate", "", device_count=lambda: 4)
+    assert world.launcher_args == ("--num_processes", "4")  # passed to accelerate explicitly
+    assert (world.processes, batch.accumulation) == (4, 4)
+    assert resolved.recipe.data["gradient_accumulation_steps"] == 4
+    assert resolved.recipe.where(("gradient_accumulation_steps",)) == "4 processes"
+    resolved = resolve(RunOptions("bilingual", overlay="ray"), REGISTRY)
+    world, batch = plan_batch(resolved, REGISTRY, "accelerate", "", device_count=lambda: 1)
+    assert (world.processes, batch.accumulation) == (8, 2)  # ray_num_workers, not this host's GPUs
+    for launcher, args, message in [
+        ("torchrun", "--nnodes 1:4 --nproc_per_node 8", "an elastic range leaves the process count open"),
+        ("torchrun", "--nproc_per_node many", "pass a number"),
+        ("accelerate", "--num_machines 2", "pass --num_processes"),
+    ]:
+        with pytest.raises(LaunchError, match=message):
+            plan_batch(resolve(RunOptions("bilingual"), REGISTRY), REGISTRY, launcher, args)
+
+
+def test_accelerate_config_file_sets_the_count(tmp_path):
+    config = tmp_path / "accelerate.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_processes: 2\n")
+    resolved = resolve(RunOptions("bilingual"), REGISTRY)
+    world, batch = plan_batch(resolved, REGISTRY, "accelerate", f"--config_file {config}", device_count=lambda: 8)
+    assert world.processes == 2 and batch.accumulation == 8
+    assert world.launcher_args == ("--num_processes", "2", "--config_file", str(config))
+
+
+def test_the_plugin_refuses_a_world_size_nobody_planned():
+    from recipes.axolotl_plugin import check_world_size
+    from recipes.world import WORLD_SIZE_ENV
+
+    check_world_size({})  # not started by `python -m recipes train`
+    check_world_size({WORLD_SIZE_ENV: "8", "WORLD_SIZE": "8"})
+    check_world_size({WORLD_SIZE_ENV: "1"})  # a single process has no WORLD_SIZE
+    with pytest.raises(RuntimeError, match=r"the launcher started 8 training processes, but .* for 1"):
+        check_world_size({WORLD_SIZE_ENV: "1", "WORLD_SIZE": "8"})
+
+
+# --------------------------------------------------------------------------- the data
+
+
+def test_training_never_builds_data():
+    """`make train-*` and `make bench-recipes` read what `make data` built; they never rebuild it."""
+    targets = ["train-tiny", "train-bilingual", "train-arabic", "train-english", "bench-recipes"]
+    done = subprocess.run(["make", "-n", *targets], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "data_prep" not in done.stdout
+    assert done.stdout.count("-m recipes train") == 4
+
+
+@pytest.fixture(scope="module")
+def sample_data(tiny_model_dir, tmp_path_factory) -> Path:
+    """The default `make data` build (the embedded samples) of the bilingual mix, by data_prep itself."""
+    root = tmp_path_factory.mktemp("sample-data")
+    done = subprocess.run(
+        [sys.executable, "-m", "data_prep", "build", "--mix", "data_prep/mixes/bilingual.yaml", "--out",
+         str(root / "processed"), "--tokenizer", str(tiny_model_dir), "--no-decontaminate", "--workers", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+def test_train_prints_the_mix_and_manifest_it_trains_on(sample_data, tmp_path, tiny_model_dir):
+    done = run_cli("train", "tiny", "--dry-run", "--data-dir", str(sample_data), "--output-root", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    manifest = sample_data / "processed" / "bilingual" / "manifest.json"
+    recorded = json.loads(manifest.read_text())
+    lines = [line for line in done.stdout.splitlines() if line.startswith("data: ")]
+    assert len(lines) == 2
+    for line, name in zip(lines, ("train.jsonl", "val.jsonl"), strict=True):
+        assert line.startswith(f"data: {sample_data / 'processed' / 'bilingual' / name}: ")
+        assert f"sha256 {recorded['outputs'][name]['sha256']}" in line
+        assert f"from the mix data_prep/mixes/bilingual.yaml (sha256 {recorded['mix']['sha256']})" in line
+        assert f"manifest {manifest} (sha256 {hashlib.sha256(manifest.read_bytes()).hexdigest()})" in line
+        assert "(the embedded samples only)" in line
+
+
+def test_a_gpu_recipe_refuses_the_embedded_samples_unless_told(sample_data, tmp_path, tiny_model_dir):
+    done = dry_run(sample_data, tmp_path, tiny_model_dir)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {sample_data / 'processed' / 'bilingual' / 'train.jsonl'}: built only from the embedded samples "
+        "(data_prep/samples/, toy data) by the default `make data`: build the real data with `make data MIX=<your mix>`, "
+        "or pass ALLOW_SAMPLE_DATA=1 (--allow-sample-data) to train this 1x-h100-80gb recipe on the samples anyway"
+    ]
+    done = dry_run(sample_data, tmp_path, tiny_model_dir, "--allow-sample-data")
+    assert done.returncode == 0, done.stderr
+    assert "(the embedded samples only)" in done.stdout
+
+
+def test_data_changed_after_make_data_is_refused(sample_data, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(sample_data, copy)
+    train_file = copy / "processed" / "bilingual" / "train.jsonl"
+    lines = train_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    train_file.write_text("".join(lines[:-1]), encoding="utf-8")  # one row fewer than the manifest says
+    done = run_cli("train", "tiny", "--dry-run", "--data-dir", str(copy), "--output-root", str(tmp_path / "out"))
+    assert done.returncode == 1
+    assert f"error: {train_file}: sha256 " in done.stderr
+    assert "the file changed after data_prep wrote it" in done.stderr
+
+
+def test_manifest_reader_takes_only_what_it_needs(tmp_path):
+    from recipes.provenance import read_provenance
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    assert read_provenance(data) is None
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"sources": [{"files": [{"file": "data_prep/samples/a.jsonl", "hub": None}, {"hub": "org/set"}]}], "new_key": {"x": 1}}))  # fmt: skip
+    found = read_provenance(data)
+    assert found.mix is None and found.recorded_sha256 is None
+    assert found.inputs == ("data_prep/samples/a.jsonl", "hub:org/set")
+    assert not found.only_from(("data_prep/samples/",))
+    manifest.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"manifest.json: expected a JSON object, got list"):
+        read_provenance(data)
