@@ -42,6 +42,7 @@ import sys
 from pathlib import Path
 
 from serve.config import ServeError, from_root, is_loopback, load_settings
+from serve.trust import replaying
 
 KEYS_ENV = "BIMEDIX_API_KEYS"
 # Environment variables FastChat's AppSettings (pydantic BaseSettings, case-insensitive) reads at import.
@@ -239,17 +240,7 @@ class Guard:
             more = message.get("more_body", False)
             if size > self.max_bytes:
                 return await self._refuse_too_large(receive, send, too_large, more=more)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replaying(b"".join(chunks), receive), send)
 
 
 def build_app(controller_address: str, api_keys: list[str], settings, secret: str):

@@ -144,16 +144,21 @@ class InternalGuard:
             problem = self._registration_problem(body)
             if problem:
                 return await self._refuse(send, 400, problem, "bad_registration")
-        replayed = False
+        return await self.app(scope, replaying(body, receive), send)
 
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        return await self.app(scope, replay, send)
+def replaying(body: bytes, receive):
+    """An ASGI receive that gives the app the body a guard already read, then the real channel."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def install_requests_secret(secret: str) -> None:
