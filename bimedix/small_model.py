@@ -365,9 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-teacher", action="store_true", help="build the MoE only")
     parser.add_argument("--force", action="store_true", help="rebuild even when the inputs are unchanged")
+    parser.add_argument(
+        "--settings", type=Path, default=SMALL_MODEL_SETTINGS, help="the build's settings (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     try:
-        build(args.out, None if args.no_teacher else args.teacher_out, force=args.force)
+        build(args.out, None if args.no_teacher else args.teacher_out, force=args.force, settings=args.settings)
     except SmallModelError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
