@@ -1,30 +1,28 @@
-##@ Demo (the whole recipe at toy scale, offline, on a CPU: bimedix/demo.py, settings in bimedix/demo.yaml)
+##@ Demo (the whole recipe at small scale with a real pretrained MoE, offline, on a CPU: demo/runner.py, settings in demo/demo.yaml)
 
-# Each step reuses its finished work when its inputs are unchanged (stamps in logs/demo/);
-# DEMO_FORCE=1 runs it again (`make demo DEMO_FORCE=1`: every step). A step runs what it needs first.
+# make builds what every step needs (both environments, `make small-model`); each step then reuses its
+# finished work when its inputs are unchanged (stamps in logs/demo/). DEMO_FORCE=1 runs it again
+# (`make demo DEMO_FORCE=1`: every step). A step runs the steps it needs first.
 DEMO_FORCE ?=
-DEMO = @$(TEST_ENV) $(PY) -m bimedix.demo --tiny-model $(TINY_MODEL) $(if $(filter-out 0 no false,$(DEMO_FORCE)),--force)
+DEMO = @$(TEST_ENV) $(PY) -m demo --model $(SMALL_MODEL) --teacher $(SMALL_TEACHER) $(if $(filter-out 0 no false,$(DEMO_FORCE)),--force)
 
-.PHONY: demo demo-setup demo-teacher demo-data demo-train demo-eval demo-serve demo-stop demo-status demo-clean bench-demo
-demo: env env-serve ## The whole recipe at toy scale: setup, teacher, data, train, eval, serve (stops the teacher at the end)
+.PHONY: demo demo-teacher demo-data demo-train demo-eval demo-serve demo-stop demo-status demo-clean bench-demo
+demo: env env-serve small-model ## The whole recipe with the small pretrained MoE: teacher, data, train, eval, serve (stops the teacher at the end)
 	$(DEMO) all
 
-demo-setup: env env-serve ## Demo step 1: both environments and the tiny MoE model
-	$(DEMO) setup
-
-demo-teacher: env env-serve ## Demo step 2: FastChat serving the tiny model as the LLM stages' teacher, in the background
+demo-teacher: env env-serve small-model ## Demo step 1: FastChat serving the dense SmolLM2 as the LLM stages' teacher, in the background
 	$(DEMO) teacher
 
-demo-data: env env-serve ## Demo step 3: translation and chat synthesis through the teacher, bilingual mix 1:2 in data/demo/
+demo-data: env env-serve small-model ## Demo step 2: chat synthesis and translation through the teacher, bilingual mix 1:2 in data/demo/
 	$(DEMO) data
 
-demo-train: env env-serve ## Demo step 4: the tiny bilingual recipe through Axolotl, merged with the expert LoRA, in outputs/demo/
+demo-train: env env-serve small-model ## Demo step 3: the small recipe through Axolotl, merged with the expert LoRA, in outputs/demo/
 	$(DEMO) train
 
-demo-eval: env env-serve ## Demo step 5: base and fine-tuned on the 18 tasks, the paper's tables and chart in results/demo/
+demo-eval: env env-serve small-model ## Demo step 4: base and fine-tuned MoE on the English benchmarks' sample, tables in results/demo/
 	$(DEMO) eval
 
-demo-serve: env env-serve ## Demo step 6: serve the fine-tuned model, one English and one Arabic question through the OpenAI API
+demo-serve: env env-serve small-model ## Demo step 5: serve the fine-tuned MoE, one English and one Arabic question through the OpenAI API
 	$(DEMO) serve
 
 demo-stop: env ## Stop the demo's teacher (by its PID, from logs/demo/teacher.json)
@@ -36,5 +34,5 @@ demo-status: env ## Which demo steps are up to date, and whether the teacher run
 demo-clean: env ## Stop the teacher and remove the demo's outputs (data/demo, outputs/demo, results/demo, logs/demo)
 	$(DEMO) clean
 
-bench-demo: env env-serve ## Time the demo cold (removes the demo's outputs and the tiny model first) and warm
-	@$(TEST_ENV) $(PY) benchmarks/bench_demo.py --tiny-model $(TINY_MODEL)
+bench-demo: env env-serve ## Time the demo cold (removes the demo's outputs and the small models first) and warm
+	@$(TEST_ENV) $(PY) benchmarks/bench_demo.py --model $(SMALL_MODEL) --teacher $(SMALL_TEACHER)
