@@ -7,7 +7,7 @@ report what moved and what did not.
    default ../shared/realdata): MedMCQA's validation split (the hub copy) is split by question hash
    (sha256 of the lower-cased, whitespace-folded question): the smallest hashes are scored, the next
    ones are training data, so no training question shares a hash with a scored one. The two halves are
-   written under the work folder (git-ignored; never committed), an eval_tasks index names the scored
+   written under data/bench-learn/ (git-ignored; never committed), an eval_tasks index names the scored
    half, and `python -m data_prep build --eval-index` decontaminates the training half against it (the
    project's n-gram check, stricter than the hash split). Otherwise: the embedded samples, labelled as
    such (data_prep/samples for training, eval_tasks/sample_data for scoring).
@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bimedix.paths import SMALL_MODEL_DIR  # noqa: E402
 
 SETTINGS = ROOT / "benchmarks" / "bench_learn.yaml"
+LETTERS = ("A", "B", "C", "D")  # MedMCQA and the embedded MCQs have four options
 
 
 class BenchError(RuntimeError):
@@ -89,6 +90,8 @@ class Bench:
         self.model = model
         self.realdata = realdata
         self.work = ROOT / settings["work"]
+        self.outputs = ROOT / settings["outputs"]
+        self.results = ROOT / settings["results"]
         self.log = log
         self.timings: dict[str, float] = {}
 
@@ -210,15 +213,18 @@ class Bench:
     # ---- 2. train
     def recipe_args(self) -> list[str]:
         args = [self.settings["recipe"], "--base-model", rel(self.model), "--data-dir", rel(self.work)]
-        return [*args, "--output-root", rel(self.work / "outputs")]
+        return [*args, "--output-root", rel(self.outputs)]
 
     def train(self) -> dict:
-        import re
-
         sets = [arg for key, value in self.settings["train_set"].items() for arg in ("--set", f"{key}={value}")]
         self.run("train", [sys.executable, "-m", "recipes", "train", *self.recipe_args(), *sets])
         self.run("merge", [sys.executable, "-m", "recipes", "merge", *self.recipe_args()])
-        run_dir = self.work / "outputs" / self.settings["recipe"]
+        return self.train_summary()
+
+    def train_summary(self) -> dict:
+        import re
+
+        run_dir = self.outputs / self.settings["recipe"]
         text = (run_dir / "train.log").read_text(encoding="utf-8", errors="replace")
         losses = [float(x) for x in re.findall(r"\{'loss': '([\d.]+)'", text)]
         evals = [float(x) for x in re.findall(r"'eval_loss': '([\d.]+)'", text)]
@@ -241,17 +247,35 @@ class Bench:
     def held_out_set(self):
         import datasets
 
-        prepared = sorted((self.work / "outputs" / self.settings["recipe"] / "prepared").glob("*/"))
-        sets = [datasets.load_from_disk(str(p)) for p in prepared if (p / "dataset_info.json").exists()]
-        held = [s for s in sets if "position_ids" not in s.column_names]  # the test set is prepared unpacked
-        if len(held) != 1:
-            raise BenchError(f"expected one prepared test set in {rel(prepared[0].parent) if prepared else 'prepared/'}, found {len(held)}")  # fmt: skip
-        return held[0]
+        prepared = sorted((self.outputs / self.settings["recipe"] / "prepared").glob("*/"))
+        sets = sorted((datasets.load_from_disk(str(p)) for p in prepared if (p / "dataset_info.json").exists()), key=len)  # fmt: skip
+        if len(sets) != 2 or len(sets[0]) >= len(sets[1]):
+            where = rel(prepared[0].parent) if prepared else "prepared/"
+            raise BenchError(f"expected the prepared training set and a smaller test set in {where}, found {len(sets)} sets")  # fmt: skip
+        return sets[0]  # the validation records, tokenised and labelled as Axolotl evaluates them
+
+    @staticmethod
+    def letter_positions(held, tokenizer) -> list[int | None]:
+        """Per held-out record, the position of the answer letter in "Answer: (B) ...": the first trained
+        token that is a lone option letter right after a token ending in "(" (None if there is none)."""
+        positions: list[int | None] = []
+        for example in held:
+            ids, labels = example["input_ids"], example["labels"]
+            found = None
+            for i in range(1, len(ids)):
+                letter = labels[i] != -100 and tokenizer.decode([ids[i]]).strip() in LETTERS
+                if letter and tokenizer.decode([ids[i - 1]]).endswith("("):
+                    found = i
+                    break
+            positions.append(found)
+        return positions
 
     def held_out(self, model_dir: Path, held) -> dict:
         import torch
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        letters = self.letter_positions(held, tokenizer)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         layers, experts, top_k = (
             model.config.num_hidden_layers,
@@ -260,8 +284,11 @@ class Bench:
         )
         load = torch.zeros(layers, experts, dtype=torch.float64)
         loss_sum, tokens = 0.0, 0
+        letter_loss, letter_right, letter_n = 0.0, 0, 0
+        gold_letters: dict[str, int] = {}
+        letter_ids = [tokenizer.convert_tokens_to_ids(t) for t in LETTERS]
         with torch.no_grad():
-            for example in held:
+            for example, at in zip(held, letters, strict=True):
                 ids = torch.tensor([example["input_ids"]])
                 labels = torch.tensor(example["labels"])
                 out = model(input_ids=ids, output_router_logits=True)
@@ -271,6 +298,14 @@ class Bench:
                 if keep.any():
                     loss_sum += float(torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="sum"))
                     tokens += int(keep.sum())
+                if at is not None:  # the answer letter: the one token the question is about
+                    step = logits[at - 1]
+                    letter_loss += float(torch.nn.functional.cross_entropy(step[None], target[at - 1 : at]))
+                    options = step[letter_ids]
+                    letter_right += int(letter_ids[int(options.argmax())] == int(target[at - 1]))
+                    letter_n += 1
+                    gold = LETTERS[letter_ids.index(int(target[at - 1]))]
+                    gold_letters[gold] = gold_letters.get(gold, 0) + 1
                 for layer, router in enumerate(out.router_logits):
                     chosen = router.topk(top_k, dim=-1).indices.flatten()
                     load[layer] += torch.bincount(chosen, minlength=experts).double()
@@ -280,31 +315,50 @@ class Bench:
             "loss": round(loss_sum / max(tokens, 1), 4),
             "assistant_tokens": tokens,
             "records": len(held),
+            "letter_loss": round(letter_loss / max(letter_n, 1), 4),
+            "letter_accuracy": round(letter_right / max(letter_n, 1), 4),
+            "letter_ci": [round(x, 4) for x in wilson(letter_right, letter_n)],
+            "letters": letter_n,
+            "gold_letters": dict(sorted(gold_letters.items())),
             "expert_share": [[round(float(x), 4) for x in row] for row in share],
         }
 
     # ---- 4. accuracy
     def score(self, name: str, model_dir: Path, data: dict) -> dict:
         command = [sys.executable, "-m", "eval_tasks", "run", "--model", rel(model_dir), "--tasks", data["task"]]
-        command += ["--data", data["eval_data"], "--results-dir", rel(self.work / "results"), "--run-name", name]
+        command += ["--data", data["eval_data"], "--results-dir", rel(self.results), "--run-name", name]
         command += ["--batch-size", str(self.settings["eval"]["batch_size"]), "--device", "cpu"]
         self.run(f"eval-{name}", command)
-        outcomes: dict[tuple[str, int], int] = {}
-        for path in sorted((self.work / "results" / name / "samples").glob("*.jsonl")):
+        outcomes: dict[tuple[str, int], dict] = {}
+        for path in sorted((self.results / name / "samples").glob("*.jsonl")):
             for line in path.read_text(encoding="utf-8").splitlines():
                 row = json.loads(line)
-                outcomes[(path.stem, int(row["doc_id"]))] = int(float(row["acc"]) > 0.5)
+                scores = [float(r[0]) if isinstance(r, list) else float(r) for r in row["filtered_resps"]]
+                outcomes[(path.stem, int(row["doc_id"]))] = {
+                    "right": int(float(row["acc"]) > 0.5),
+                    "chosen": max(range(len(scores)), key=scores.__getitem__),  # acc: the highest log-likelihood
+                    "gold": int(row["target"]),
+                }
         return outcomes
 
 
 def summarize_accuracy(before: dict, after: dict, confidence: float) -> dict:
+    """Accuracy before and after with intervals, the paired change, and what a model that always picks the
+    commonest gold letter would score (position bias looks like knowledge on a skewed set)."""
+    from collections import Counter
+
     if set(before) != set(after):
         raise BenchError("the two runs scored different questions")
     n = len(before)
-    right = {"before": sum(before.values()), "after": sum(after.values())}
-    gained = sum(1 for k in before if after[k] and not before[k])
-    lost = sum(1 for k in before if before[k] and not after[k])
+    right = {"before": sum(v["right"] for v in before.values()), "after": sum(v["right"] for v in after.values())}
+    gained = sum(1 for k in before if after[k]["right"] and not before[k]["right"])
+    lost = sum(1 for k in before if before[k]["right"] and not after[k]["right"])
+    gold = Counter("ABCDE"[v["gold"]] for v in before.values())
     out = {"questions": n, "gained": gained, "lost": lost, "mcnemar_p": round(mcnemar_exact(gained, lost), 4)}
+    out["gold_letters"] = dict(sorted(gold.items()))
+    out["majority_letter_baseline"] = round(max(gold.values()) / max(n, 1), 4) if gold else 0.0
+    for when, runs in (("before", before), ("after", after)):
+        out[f"chosen_letters_{when}"] = dict(sorted(Counter("ABCDE"[v["chosen"]] for v in runs.values()).items()))
     for when, correct in right.items():
         low, high = wilson(correct, n, confidence)
         out[when] = {
@@ -346,10 +400,14 @@ def markdown(result: dict) -> str:
         "| measure | before | after |",
         "|---|---:|---:|",
         f"| loss on held-out assistant tokens ({held['before']['assistant_tokens']} tokens, {held['before']['records']} records) | {held['before']['loss']:.3f} | {held['after']['loss']:.3f} |",
+        f"| of which: loss on the answer letter alone ({held['before']['letters']} records) | {held['before']['letter_loss']:.3f} | {held['after']['letter_loss']:.3f} |",
+        f"| held-out answer letter right, in the trained format (the letter ranked first among A-D; 95% Wilson CI) | {100 * held['before']['letter_accuracy']:.1f}% ({100 * held['before']['letter_ci'][0]:.1f} to {100 * held['before']['letter_ci'][1]:.1f}) | {100 * held['after']['letter_accuracy']:.1f}% ({100 * held['after']['letter_ci'][0]:.1f} to {100 * held['after']['letter_ci'][1]:.1f}) |",
         f"| Axolotl eval_loss (adds 0.02 x router aux loss) | {train['axolotl_eval_loss']['before']} | {train['axolotl_eval_loss']['after']} |",
         f"| accuracy, {acc['questions']} questions (95% Wilson CI) | {100 * acc['before']['accuracy']:.1f}% ({100 * acc['before']['ci'][0]:.1f} to {100 * acc['before']['ci'][1]:.1f}) | {100 * acc['after']['accuracy']:.1f}% ({100 * acc['after']['ci'][0]:.1f} to {100 * acc['after']['ci'][1]:.1f}) |",
         f"| expert load: mean over layers of (busiest - idlest share), uniform = 0 | {load['mean_spread_before']:.3f} | {load['mean_spread_after']:.3f} |",
         "",
+        f"letters: gold {acc['gold_letters']} (always answering the commonest scores {100 * acc['majority_letter_baseline']:.1f}%); "
+        f"chosen before {acc['chosen_letters_before']}, after {acc['chosen_letters_after']}",
         f"paired change: {acc['gained']} questions gained, {acc['lost']} lost, exact McNemar p = {acc['mcnemar_p']}; "
         f"training: {train['steps']} steps, loss {train['train_loss_first_10']:.3f} (first 10) -> {train['train_loss_last_10']:.3f} (last 10)",
         f"wall: {result['wall_s'] / 60:.1f} min on {result['cpus']} CPUs, load average {result['load_before']} before, {result['load_after']} after",
@@ -368,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the real benchmark copies (default: ../shared/realdata); absent: the embedded samples",
     )
     parser.add_argument("--settings", default=str(SETTINGS))
+    parser.add_argument(
+        "--reuse-training",
+        action="store_true",
+        help="keep the split, the data and the trained model of the last run; measure and score again",
+    )
     args = parser.parse_args(argv)
     settings = yaml.safe_load(Path(args.settings).read_text(encoding="utf-8"))
     model = Path(args.model) if Path(args.model).is_absolute() else ROOT / args.model
@@ -377,19 +440,30 @@ def main(argv: list[str] | None = None) -> int:
     realdata = Path(args.realdata) if Path(args.realdata).is_absolute() else ROOT / args.realdata
     use_real = (realdata / settings["real"]["file"]).is_file()
     bench = Bench(settings, model, realdata if use_real else None, ROOT / "logs" / "bench" / "learn.log")
-    shutil.rmtree(bench.work, ignore_errors=True)
+    reuse = args.reuse_training and (bench.outputs / settings["recipe"] / "merged" / "config.json").exists()
+    for folder in (bench.results,) if reuse else (bench.work, bench.outputs, bench.results):
+        shutil.rmtree(folder, ignore_errors=True)
     bench.log.parent.mkdir(parents=True, exist_ok=True)
     bench.log.write_text(f"# bench-learn {time.strftime('%Y-%m-%d %H:%M')}\n", encoding="utf-8")
     load_before, start = load_average(), time.monotonic()
     try:
         print(f"bench-learn: {'real files under ' + str(realdata) if use_real else 'the EMBEDDED SAMPLES (no real files found at ' + str(realdata) + ')'}")  # fmt: skip
-        data = bench.split_real() if use_real else bench.split_embedded()
-        built = bench.build_data(data)
-        train = bench.train()
+        if reuse:
+            print("  reusing the split, the data and the trained model of the last run (--reuse-training)")
+            data = json.loads((ROOT / settings["report"]).read_text(encoding="utf-8"))["data"]
+            last = json.loads((ROOT / settings["report"]).read_text(encoding="utf-8"))
+            built, train = last["built"], last["train"]
+        else:
+            data = bench.split_real() if use_real else bench.split_embedded()
+            built = bench.build_data(data)
+            train = bench.train()
+            partial = {"data": data, "built": built, "train": train, "timings_s": bench.timings}
+            (ROOT / settings["report"]).parent.mkdir(parents=True, exist_ok=True)
+            (ROOT / settings["report"]).write_text(json.dumps(partial, indent=2) + "\n", encoding="utf-8")
         held = bench.held_out_set()
         print("  [held-out] loss and expert load, base and fine-tuned ...", flush=True)
         t0 = time.monotonic()
-        merged = bench.work / "outputs" / settings["recipe"] / "merged"
+        merged = bench.outputs / settings["recipe"] / "merged"
         held_out = {"before": bench.held_out(model, held), "after": bench.held_out(merged, held)}
         bench.timings["held-out"] = time.monotonic() - t0
         before, after = bench.score("base", model, data), bench.score("tuned", merged, data)
@@ -408,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         "accuracy": accuracy,
         "expert_load": summarize_load(held_out["before"]["expert_share"], held_out["after"]["expert_share"]),
         "expert_share": {k: v["expert_share"] for k, v in held_out.items()},
+        "reused_training": reuse,
         "timings_s": {k: round(v, 1) for k, v in bench.timings.items()},
         "wall_s": round(time.monotonic() - start, 1),
         "load_before": load_before,

@@ -22,18 +22,17 @@ def test_wilson_interval_and_exact_mcnemar():
     assert bench_learn.mcnemar_exact(5, 5) == 1.0 and bench_learn.mcnemar_exact(0, 0) == 1.0
 
 
-def test_accuracy_pairs_the_same_questions():
-    before = {("t", 0): 1, ("t", 1): 0, ("t", 2): 0}
-    after = {("t", 0): 0, ("t", 1): 1, ("t", 2): 1}
+def test_accuracy_pairs_the_same_questions_and_shows_the_position_bias():
+    golds = [0, 1, 2]
+    before = {("t", i): {"right": int(g == 0), "chosen": 0, "gold": g} for i, g in enumerate(golds)}
+    after = {("t", i): {"right": int(i > 0), "chosen": g if i else 3, "gold": g} for i, g in enumerate(golds)}
     summary = bench_learn.summarize_accuracy(before, after, 0.95)
-    assert (summary["gained"], summary["lost"], summary["before"]["correct"], summary["after"]["correct"]) == (
-        2,
-        1,
-        1,
-        2,
-    )
+    assert (summary["gained"], summary["lost"]) == (2, 1)
+    assert (summary["before"]["correct"], summary["after"]["correct"]) == (1, 2)
+    assert summary["chosen_letters_before"] == {"A": 3} and summary["chosen_letters_after"] == {"B": 1, "C": 1, "D": 1}
+    assert summary["gold_letters"] == {"A": 1, "B": 1, "C": 1} and summary["majority_letter_baseline"] == 0.3333
     with pytest.raises(bench_learn.BenchError, match="different questions"):
-        bench_learn.summarize_accuracy(before, {("t", 0): 1}, 0.95)
+        bench_learn.summarize_accuracy(before, {("t", 0): before[("t", 0)]}, 0.95)
 
 
 def test_the_split_by_question_hash_keeps_scored_questions_out_of_training(tmp_path):
