@@ -691,7 +691,9 @@ class Demo:
             common += ["--keep-unverified", "--cache", rel(llm_out / "cache.sqlite"), "--no-progress"]
             for run in ("synthesize", "translate"):
                 limit = int(cfg["limits"][run])
-                self.say(f"  {run}: {limit} items of {cfg['llm_input']} through the teacher ...")
+                self.say(
+                    f"  {run}: {limit} item{'s' if limit != 1 else ''} of {cfg['llm_input']} through the teacher ..."
+                )
                 self.run(
                     [self.python(), "-m", "data_prep.llm", run, *common, "--limit", str(limit), "--out",
                      rel(llm_out / run)], env=endpoint
