@@ -67,7 +67,7 @@ test: lint env env-serve tiny-model ## Lint, then every test, offline (main env,
 	$(TEST_ENV) $(SERVE_PY) -m pytest tests/serve
 
 # The stages add their targets here (data, train-*, merge, eval, serve, demo, bench).
-include $(sort $(wildcard bimedix/*.mk data_prep/*.mk recipes/*.mk eval_tasks/*.mk serve/*.mk benchmarks/*.mk))
+include $(sort $(wildcard bimedix/*.mk data_prep/*.mk recipes/*.mk eval_tasks/*.mk serve/*.mk demo/*.mk benchmarks/*.mk))
 
 ##@ Housekeeping
 

@@ -20,7 +20,10 @@ TEMPLATES_DIR = ROOT / "templates"
 CHAT_TEMPLATE = TEMPLATES_DIR / "chat_template.jinja"
 SYSTEM_MESSAGE = TEMPLATES_DIR / "system_message.txt"
 TINY_CORPUS = Path(__file__).resolve().parent / "assets" / "tiny_corpus.txt"
+SMALL_MODEL_SETTINGS = Path(__file__).resolve().parent / "assets" / "small_model.yaml"
 
 MODELS_DIR = _root_relative("BIMEDIX_MODELS_DIR", ROOT / "models")
 TINY_MODEL_DIR = _root_relative("BIMEDIX_TINY_MODEL", MODELS_DIR / "tiny-bimedix-moe")
+SMALL_MODEL_DIR = _root_relative("BIMEDIX_SMALL_MODEL", MODELS_DIR / "small-bimedix-moe")
+SMALL_TEACHER_DIR = _root_relative("BIMEDIX_SMALL_TEACHER", MODELS_DIR / "smollm2-135m-instruct")
 DATA_DIR = _root_relative("BIMEDIX_DATA_DIR", ROOT / "data")

@@ -1,14 +1,18 @@
-"""bimedix.demo's own logic, fast and offline: digests and stamps, reuse, the plan, failures naming
-their step and log, and the teacher's state file (dead PIDs, recycled PIDs, stop by process group).
+"""The demo runner's own logic, fast and offline: digests and stamps, reuse, the plan, failures naming
+their step and log, the teacher's state file (dead PIDs, recycled PIDs, stop by process group), the
+LLM settings it derives, the English-prose check of the served answer, and the floors (bimedix/
+imports no stage; the demo sits on top).
 
 The whole demo is not run here: CI runs it through the README's quick start (bimedix/quickstart.py).
 """
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,8 +22,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from bimedix import demo
 from bimedix.paths import ROOT
+from demo import runner as demo
 
 
 def quiet_console() -> tuple[Console, io.StringIO]:
@@ -31,7 +35,7 @@ def tiny_config(tmp_path: Path) -> dict:
     """The shipped config, each step reading its own file and its upstream steps' outputs under tmp_path."""
     config = demo.load_config()
     config["log_dir"] = str(tmp_path / "logs")
-    for step in ("setup", "data", "train", "eval", "serve"):
+    for step in ("data", "train", "eval", "serve"):
         upstream = [str(tmp_path / f"{need}.out") for need in demo.NEEDS[step]]
         config["steps"][step]["inputs"] = [str(tmp_path / f"{step}.in"), *upstream]
         config["steps"][step]["outputs"] = [str(tmp_path / f"{step}.out")]
@@ -52,13 +56,14 @@ class FakeSteps(demo.Demo):
         self.calls.append(step)
         if step == self.fail:
             self.run([sys.executable, "-c", "import sys; print('the tool said why'); sys.exit(3)"])
-        Path(self.section(step)["outputs"][0]).write_text(f"{step} output {len(self.calls)}\n")
+        inputs = "".join(Path(p).read_text() for p in self.section(step)["inputs"] if Path(p).exists())
+        Path(self.section(step)["outputs"][0]).write_text(f"{step} output of: {inputs}")
 
     def _teacher_step(self):
         return self._record(demo.StepResult("teacher", "skipped", 0.0))
 
 
-for _step in ("setup", "data", "train", "eval", "serve"):
+for _step in ("data", "train", "eval", "serve"):
     setattr(FakeSteps, f"do_{_step}", lambda self, step=_step: self._work(step))
     setattr(FakeSteps, f"report_{_step}", lambda self: None)
 
@@ -110,10 +115,10 @@ def test_a_step_that_does_not_write_its_outputs_fails(tmp_path):
 # ------------------------------------------------------------------------------------------ reuse and the plan
 def test_plan_runs_what_a_step_needs_first():
     fake = demo.Demo(demo.load_config(), quiet_console()[0])
-    assert fake.plan("eval") == ["setup", "data", "train", "eval"]
-    assert fake.plan("serve") == ["setup", "data", "train", "serve"]
-    assert fake.plan("teacher") == ["setup", "teacher"]
-    assert fake.plan("setup") == ["setup"]
+    assert fake.plan("eval") == ["data", "train", "eval"]
+    assert fake.plan("serve") == ["data", "train", "serve"]
+    assert fake.plan("teacher") == ["teacher"]
+    assert fake.plan("data") == ["data"]
 
 
 def test_a_rerun_reuses_finished_steps_and_redoes_what_changed(tmp_path):
@@ -121,19 +126,24 @@ def test_a_rerun_reuses_finished_steps_and_redoes_what_changed(tmp_path):
     console, out = quiet_console()
     first = FakeSteps(config, console, command="train")
     assert demo.execute(first, "train") == (None, None)
-    assert first.calls == ["setup", "data", "train"]
-    assert [r.status for r in first.results] == ["done", "done", "done"]
+    assert first.calls == ["data", "train"]
+    assert [r.status for r in first.results] == ["done", "done"]
 
     again = FakeSteps(config, console, command="train")
     demo.execute(again, "train")
     assert again.calls == []
-    assert [r.status for r in again.results] == ["reused", "reused", "reused"]
+    assert [r.status for r in again.results] == ["reused", "reused"]
     assert "reused: inputs unchanged since" in out.getvalue()
+
+    (tmp_path / "train.in").write_text("a new recipe\n")
+    changed = FakeSteps(config, console, command="train")
+    demo.execute(changed, "train")
+    assert changed.calls == ["train"]  # data reused
 
     (tmp_path / "data.in").write_text("a new sample\n")
     changed = FakeSteps(config, console, command="train")
     demo.execute(changed, "train")
-    assert changed.calls == ["data", "train"]  # setup reused; data's new output is an input of train
+    assert changed.calls == ["data", "train"]  # data's new output is an input of train
 
     forced = FakeSteps(config, console, force={"train"}, command="train")
     demo.execute(forced, "train")
@@ -160,7 +170,7 @@ def test_a_failed_step_names_itself_and_its_log_and_keeps_no_stamp(tmp_path):
 
 def test_bad_settings_are_one_line_naming_the_file(tmp_path, capsys):
     bad = tmp_path / "demo.yaml"
-    bad.write_text(yaml.safe_dump({"log_dir": "logs/demo", "steps": {"setup": {}}}))
+    bad.write_text(yaml.safe_dump({"log_dir": "logs/demo", "steps": {"data": {}}}))
     assert demo.main(["status", "--config", str(bad)]) == 2
     out = capsys.readouterr().out.strip()
     assert out.startswith(f"error: {bad}: steps: unknown [] / missing") and "\n" not in out
@@ -169,18 +179,65 @@ def test_bad_settings_are_one_line_naming_the_file(tmp_path, capsys):
     assert "not valid YAML" in capsys.readouterr().out
 
 
-def test_shipped_settings_inputs_exist_or_come_from_an_earlier_step():
+def test_shipped_settings_inputs_exist_or_come_from_an_earlier_step_or_make():
     config = demo.load_config()
+    made_by_make = (config["model"] + "/", config["teacher"] + "/")  # `make small-model`, a prerequisite of every step
     produced: set[str] = set()
     for step in demo.ORDER:
         section = config["steps"][step]
         for path in section.get("inputs", []):
             made = any(path == out or path.startswith(out + "/") or out.startswith(path + "/") for out in produced)
-            assert made or (ROOT / path).exists(), f"bimedix/demo.yaml: steps.{step}: input {path} is nowhere"
+            made = made or path.startswith(made_by_make)
+            assert made or (ROOT / path).exists(), f"demo/demo.yaml: steps.{step}: input {path} is nowhere"
         produced |= set(section.get("outputs", []))
-    assert config["steps"]["setup"]["outputs"] == [config["tiny_model"]]
-    mix = yaml.safe_load((ROOT / config["steps"]["data"]["mix"]).read_text(encoding="utf-8"))
+    makefile = (ROOT / "demo" / "demo.mk").read_text(encoding="utf-8")
+    for step in ("demo", *(f"demo-{s}" for s in demo.ORDER)):
+        assert re.search(rf"^{step}: .*\bsmall-model\b", makefile, re.MULTILINE), f"{step} does not build the models"
+
+
+def test_the_demo_mix_trains_only_on_what_passed_the_checks():
+    config = demo.load_config()
+    mix_path = ROOT / config["steps"]["data"]["mix"]
+    mix = yaml.safe_load(mix_path.read_text(encoding="utf-8"))
     assert mix["name"] == "bilingual" and mix["language_ratio"] == {"ar": 1, "en": 2}
+    paths = [source["path"] for source in mix["sources"]]
+    assert not [p for p in paths if "unverified" in p]
+    llm_out = (ROOT / config["steps"]["data"]["llm_out"]).resolve()
+    named = {(mix_path.parent / p).resolve() for p in paths}
+    assert {llm_out / "synthesize" / "chats.jsonl", llm_out / "translate" / "translated.jsonl"} <= named
+    for path in paths:
+        if "data/demo" not in path:
+            assert list(mix_path.parent.glob(path)), f"{mix_path}: {path} matches nothing"
+
+
+def test_the_demo_says_plainly_its_answers_are_not_medical_advice(tmp_path):
+    notice = " ".join(demo.load_config()["notice"].split())
+    assert "135" in notice and "NOT medical advice" in notice and "NOT good medicine" in notice
+    shipped = yaml.safe_load(demo.CONFIG_FILE.read_text(encoding="utf-8"))
+    del shipped["notice"]
+    bad = tmp_path / "demo.yaml"
+    bad.write_text(yaml.safe_dump(shipped))
+    with pytest.raises(demo.DemoError, match="notice"):
+        demo.load_config(bad)
+
+
+# ------------------------------------------------------------------------------------------ the LLM settings
+def test_llm_settings_keep_the_shipped_thresholds_and_apply_the_overrides(tmp_path):
+    config = demo.load_config()
+    cfg = config["steps"]["data"]
+    runner = demo.Demo(config, quiet_console()[0])
+    written = runner.llm_settings(cfg, tmp_path)
+    shipped = yaml.safe_load((ROOT / cfg["llm_settings_base"]).read_text(encoding="utf-8"))
+    used = yaml.safe_load(written.read_text(encoding="utf-8"))
+    assert used["synthesize"]["max_attempts"] == cfg["llm_settings"]["synthesize"]["max_attempts"]
+    assert used["translate"]["qa"] == shipped["translate"]["qa"]  # every QA threshold as shipped
+    assert used["synthesize"]["answer_coverage"] == shipped["synthesize"]["answer_coverage"]
+    from data_prep.llm.config import load_settings
+
+    assert load_settings(written).synthesize.max_tokens == cfg["llm_settings"]["synthesize"]["max_tokens"]
+    typo = {**cfg, "llm_settings": {"synthesize": {"max_token": 10}}}
+    with pytest.raises(demo.DemoError, match=r"llm_settings\.synthesize: not in .*\['max_token'\]"):
+        runner.llm_settings(typo, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------ the teacher
@@ -191,7 +248,7 @@ def teacher(tmp_path: Path) -> tuple[demo.Teacher, list[str]]:
 
 def write_state(teacher_: demo.Teacher, pid: int, port: int = 1) -> None:
     state = {"pid": pid, "base_url": f"http://127.0.0.1:{port}/v1", "model_name": "bimedix-teacher"}
-    state["model_path"] = teacher_.tiny_model
+    state["model_path"] = teacher_.model
     teacher_.state_file.write_text(json.dumps(state))
 
 
@@ -266,3 +323,54 @@ def test_model_output_is_printed_on_one_line_without_control_characters():
     arabic = "فَقْرُ الدَّم\u200f ـــ نقص ٣٢ mg"  # diacritics, an RTL mark, tatweel, Arabic-Indic digits, mixed script
     assert demo.printable(arabic) == arabic
     assert demo.printable("x" * 500, limit=10) == "x" * 9 + "…"
+
+
+def test_prose_check_tells_english_prose_from_silence_noise_and_other_scripts():
+    rules = demo.load_config()["steps"]["serve"]["prose"]
+    answer = (
+        "Iron deficiency anaemia often causes tiredness, weakness and pale skin. Some people are short of breath "
+        "on exertion or have a fast heartbeat, and the nails may become brittle."
+    )
+    assert demo.prose_check(answer, rules)["ok"]
+    assert not demo.prose_check("", rules)["ok"]  # what the base model answers in the [INST] layout
+    assert "distinct" in demo.prose_check("anemia " * 30, rules)["why"]
+    arabic = "فقر الدم الناتج عن نقص الحديد يسبب التعب والضعف وشحوب الجلد وضيق التنفس عند بذل الجهد"
+    assert "Latin letters" in demo.prose_check(arabic, rules)["why"]
+    assert not demo.prose_check("xq zzt brrk plo wex quun tresk ablo fep rrin gok snarf", rules)["ok"]
+
+
+# ------------------------------------------------------------------------------------------ floors
+def _imported_top_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_shared_package_imports_no_stage_and_nothing_imports_the_demo():
+    stages = {"data_prep", "recipes", "eval_tasks", "serve", "demo", "benchmarks"}
+    for path in sorted((ROOT / "bimedix").rglob("*.py")):
+        wrong = _imported_top_packages(path) & stages
+        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}: bimedix/ is the ground floor"
+    for stage in ("data_prep", "recipes", "eval_tasks", "serve"):
+        for path in sorted((ROOT / stage).rglob("*.py")):
+            assert "demo" not in _imported_top_packages(path), f"{path.relative_to(ROOT)} imports the demo"
+
+
+def test_the_failure_reasons_of_the_llm_stages_are_counted_once_per_item(tmp_path):
+    ledger = tmp_path / "ledger.jsonl"
+    rows = [
+        {"reasons": ["question: the reply was cut off (max_tokens reached)", "option:A: the reply was cut off (x)",
+                     "question: placeholders missing: ⟦1⟧ (45); copy each exactly once"]},
+        {"reasons": ["option:B: the glossary term 'asthma' must be translated as 'الربو'"]},
+        {"provenance": {"reasons": ["no turns: expected lines starting 'Patient:' or 'Doctor:'"]}},
+    ]  # fmt: skip
+    ledger.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "not json\n")
+    summary = demo._reasons(ledger)
+    assert "the reply was cut off (1 of 3)" in summary and "placeholders missing (1 of 3)" in summary
+    assert "the glossary term (1 of 3)" in summary and "no turns (1 of 3)" in summary
+    assert demo._reasons(tmp_path / "missing.jsonl") == ""

@@ -10,7 +10,7 @@ import pytest
 from bimedix.paths import ROOT
 
 READMES = sorted([ROOT / "README.md", *ROOT.glob("*/README.md"), *ROOT.glob("recipes/*/README.md")])
-TRACKED_ROOTS = ("bimedix/", "templates/", "requirements/", "data_prep/", "recipes/", "eval_tasks/", "serve/", "tests/", "benchmarks/", ".ci/")  # fmt: skip
+TRACKED_ROOTS = ("bimedix/", "templates/", "requirements/", "data_prep/", "recipes/", "eval_tasks/", "serve/", "demo/", "tests/", "benchmarks/", ".ci/")  # fmt: skip
 PLACEHOLDER = re.compile(r"[*<>{}$]|\.\.\.")
 
 

@@ -12,7 +12,7 @@ TARGET = re.compile(r"^([a-zA-Z0-9_.-]+):(?!=)(.*)$")
 
 def makefiles():
     files = [ROOT / "Makefile"]
-    for stage in ["bimedix", "data_prep", "recipes", "eval_tasks", "serve", "benchmarks"]:
+    for stage in ["bimedix", "data_prep", "recipes", "eval_tasks", "serve", "demo", "benchmarks"]:
         files += sorted((ROOT / stage).glob("*.mk"))
     return files
 

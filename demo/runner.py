@@ -1,20 +1,25 @@
-"""make demo: the whole BiMediX recipe at toy scale, offline, on a CPU, one step at a time.
+"""make demo: the whole BiMediX recipe at small scale, offline, on a CPU, with a real pretrained MoE.
 
-    python -m bimedix.demo all                 # setup, teacher, data, train, eval, serve; then stop the teacher
-    python -m bimedix.demo setup|teacher|data|train|eval|serve [--force]
-    python -m bimedix.demo stop                # stop the teacher started by `teacher`
-    python -m bimedix.demo status              # which steps are up to date, and the teacher
-    python -m bimedix.demo clean               # stop the teacher, remove the demo's outputs
+    python -m demo all                 # teacher, data, train, eval, serve; then stop the teacher
+    python -m demo teacher|data|train|eval|serve [--force]
+    python -m demo stop                # stop the teacher started by `teacher`
+    python -m demo status              # which steps are up to date, and the teacher
+    python -m demo clean               # stop the teacher, remove the demo's outputs
+
+The models come from `make small-model` (make builds them, and the environments, before any step):
+the small MoE (SmolLM2-135M-Instruct upcycled into a 4-expert top-2 Mixtral, models/small-bimedix-moe)
+is trained, scored and served; the dense SmolLM2 in its own ChatML layout (models/smollm2-135m-instruct)
+is the teacher that writes chats and tries translations for the LLM data stages.
 
 A step first runs the steps it needs (each reused when up to date). A step is reused when the
-sha256 of its inputs, of its settings (bimedix/demo.yaml) and of its outputs match the stamp it
-left in logs/demo/<step>.json; --force (make: DEMO_FORCE=1) runs the named step again (`all`: every
+sha256 of its inputs, of its settings (demo/demo.yaml) and of its outputs match the stamp it left
+in logs/demo/<step>.json; --force (make: DEMO_FORCE=1) runs the named step again (`all`: every
 step). Each step's tools write to logs/demo/<step>.log; the terminal gets the headlines. A failed
 step ends the command with one line naming the step and its log, then the log's last lines.
 
-The teacher is the project's FastChat stack (`python -m serve up`, API only) serving the tiny
-model in the background, for the LLM data stages. Its state is logs/demo/teacher.json (pid, URL,
-model name, API key, logs); it is stopped by PID (its process group), and `all` always stops it.
+The teacher is the project's FastChat stack (`python -m serve up`, API only, with the settings file
+demo/teacher_serve.yaml) in the background. Its state is logs/demo/teacher.json (pid, URL, model
+name, API key, logs); it is stopped by PID (its process group), and `all` always stops it.
 """
 
 from __future__ import annotations
@@ -43,28 +48,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bimedix.envs import ENVS
-from bimedix.paths import ROOT, TINY_MODEL_DIR
+from bimedix.paths import ROOT, SMALL_MODEL_DIR, SMALL_TEACHER_DIR
 
-if TYPE_CHECKING:  # the package stays importable by the system Python: third-party imports are lazy
+if TYPE_CHECKING:  # third-party imports are lazy: `python -m demo --help` starts fast
     from rich.console import Console
 
 CONFIG_FILE = Path(__file__).resolve().parent / "demo.yaml"
-ORDER = ("setup", "teacher", "data", "train", "eval", "serve")
+ORDER = ("teacher", "data", "train", "eval", "serve")
 NEEDS = {
-    "setup": (),
-    "teacher": ("setup",),
-    "data": ("setup",),
+    "teacher": (),
+    "data": (),
     "train": ("data",),
     "eval": ("train",),
     "serve": ("train",),
 }
 TITLES = {
-    "setup": "the environments and the tiny MoE model",
-    "teacher": "the FastChat stack serving the tiny model as the LLM stages' teacher (API only, background)",
-    "data": "Arabic by translation and chats by synthesis through the teacher, then the bilingual mix at 1:2",
-    "train": "the tiny bilingual QLoRA recipe through Axolotl, then the merge with the expert LoRA kept",
-    "eval": "base and fine-tuned on the 18 tasks (9 benchmarks x English, Arabic), paper-shaped tables",
-    "serve": "the fine-tuned model behind FastChat's OpenAI API: one English and one Arabic question",
+    "teacher": "FastChat serving the dense SmolLM2-135M-Instruct (ChatML) as the LLM stages' teacher (API only, background)",
+    "data": "chats by synthesis and Arabic by translation through the teacher, then the bilingual mix at 1:2",
+    "train": "the small QLoRA recipe (attention, 4 experts, router) through Axolotl, then the merge with the expert LoRA kept",
+    "eval": "the base and the fine-tuned MoE on the medical benchmarks' embedded sample, paper-shaped tables",
+    "serve": "the fine-tuned MoE behind FastChat's OpenAI API: one English and one Arabic question",
 }
 SKIPPED_IN_DIGEST = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 STAMP_VERSION = 1
@@ -100,8 +103,10 @@ def at_root(path: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ settings
-def load_config(path: Path = CONFIG_FILE, tiny_model: Path | str = TINY_MODEL_DIR) -> dict:
-    """bimedix/demo.yaml with `{tiny_model}` replaced; a problem is one line naming the file and key."""
+def load_config(
+    path: Path = CONFIG_FILE, model: Path | str = SMALL_MODEL_DIR, teacher: Path | str = SMALL_TEACHER_DIR
+) -> dict:
+    """demo/demo.yaml with `{model}` and `{teacher}` replaced; a problem is one line naming the file and key."""
     import yaml
 
     try:
@@ -117,11 +122,13 @@ def load_config(path: Path = CONFIG_FILE, tiny_model: Path | str = TINY_MODEL_DI
     missing = sorted(set(ORDER) - set(config["steps"]))
     if unknown or missing:
         raise DemoError(f"{rel(path)}: steps: unknown {unknown} / missing {missing}; expected {list(ORDER)}")
-    tiny = rel(at_root(tiny_model))
+    names = {"{model}": rel(at_root(model)), "{teacher}": rel(at_root(teacher))}
 
     def fill(value):
         if isinstance(value, str):
-            return value.replace("{tiny_model}", tiny)
+            for key, name in names.items():
+                value = value.replace(key, name)
+            return value
         if isinstance(value, list):
             return [fill(v) for v in value]
         if isinstance(value, dict):
@@ -129,7 +136,9 @@ def load_config(path: Path = CONFIG_FILE, tiny_model: Path | str = TINY_MODEL_DI
         return value
 
     config = fill(config)
-    config["tiny_model"] = tiny
+    config["model"], config["teacher"] = names["{model}"], names["{teacher}"]
+    if not isinstance(config.get("notice"), str) or not config["notice"].strip():
+        raise DemoError(f"{rel(path)}: notice: the demo must say what the model's answers are not")
     for name, section in config["steps"].items():
         if not isinstance(section, dict):
             raise DemoError(f"{rel(path)}: steps.{name}: expected a mapping")
@@ -207,7 +216,7 @@ def freshness(stamp_path: Path, section: dict) -> Freshness:
     if stamp is None or stamp.get("version") != STAMP_VERSION:
         return Freshness(False, f"{rel(stamp_path)} unreadable")
     if stamp.get("settings") != settings_digest(section):
-        return Freshness(False, "its settings in bimedix/demo.yaml changed")
+        return Freshness(False, "its settings in demo/demo.yaml changed")
     inputs = digest_paths(section.get("inputs", []))
     changed = [p for p, d in inputs.items() if d is None or stamp.get("inputs", {}).get(p) != d]
     if changed or set(stamp.get("inputs", {})) != set(inputs):
@@ -315,16 +324,22 @@ def printable(text: str, limit: int = 240) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def require_model(folder: str, what: str) -> None:
+    """A model folder that `make small-model` writes; make builds it before any demo step runs."""
+    if not (at_root(folder) / "config.json").exists():
+        raise DemoError(f"{folder}: {what} is not built; run `make small-model` (make demo does)")
+
+
 # ------------------------------------------------------------------------------------------ the teacher
 PART_LINE = re.compile(r"^(controller|worker-\d+|api|web)\s+pid (\d+)\s+port (\d+)", re.MULTILINE)
 
 
 class Teacher:
-    """The background FastChat stack (serve up --no-web) serving the tiny model for the LLM stages."""
+    """The background FastChat stack (serve up --no-web) serving the teacher model for the LLM stages."""
 
     def __init__(self, config: dict, log_dir: Path, say: Callable[[str], None]):
         self.settings = config["steps"]["teacher"]
-        self.tiny_model = config["tiny_model"]
+        self.model = config["teacher"]
         self.log_dir = log_dir
         self.state_file = log_dir / "teacher.json"
         self.log = log_dir / "teacher.log"
@@ -368,8 +383,8 @@ class Teacher:
             self.say(f"  found a stale {rel(self.state_file)} (pid {pid} is not running): removed")
             self.state_file.unlink(missing_ok=True)
             return None
-        if state.get("model_path") != self.tiny_model:
-            self.say(f"  the running teacher serves {state.get('model_path')}, not {self.tiny_model}: stopping it")
+        if state.get("model_path") != self.model:
+            self.say(f"  the running teacher serves {state.get('model_path')}, not {self.model}: stopping it")
             self.stop()
             return None
         if not self.answers(state):
@@ -387,14 +402,12 @@ class Teacher:
             python = serve_python()
         except ServeError as err:
             raise DemoError(str(err)) from None
-        model = at_root(self.tiny_model)
-        if not (model / "config.json").exists():
-            raise DemoError(f"{self.tiny_model}: no tiny model; run `make demo-setup`")
+        require_model(self.model, "the teacher")
         serve_log_dir = at_root(self.settings["log_dir"])
         for attempt in range(2):
             port = free_port()
             key = secrets.token_hex(16)  # the API is on loopback, but the machine is shared
-            command = [rel(python), "-m", "serve", "up", "--model", self.tiny_model]
+            command = [rel(python), "-m", "serve", "up", "--model", self.model, "--settings", self.settings["settings"]]
             command += ["--model-name", self.settings["model_name"], "--no-web", "--api-port", str(port)]
             command += ["--log-dir", rel(serve_log_dir)]
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -412,7 +425,7 @@ class Teacher:
                 "pid": self.child.pid,
                 "base_url": f"http://127.0.0.1:{port}/v1",
                 "model_name": self.settings["model_name"],
-                "model_path": self.tiny_model,
+                "model_path": self.model,
                 "api_key": key,
                 "log": rel(self.log),
                 "log_dir": rel(serve_log_dir),
@@ -609,23 +622,7 @@ class Demo:
         self.results.append(result)
         return result
 
-    # ---- 1. setup
-    def do_setup(self) -> None:
-        self.python("main")
-        self.python("serve")
-        self.run([self.python(), "-m", "bimedix.tiny_model", "--out", self.config["tiny_model"]])
-
-    def report_setup(self) -> None:
-        self.say(f"  environments: {ENVS['main'].directory} (training, eval), {ENVS['serve'].directory} (FastChat)")
-        spec = read_json(at_root(self.config["tiny_model"]) / "config.json") or {}
-        shape = (
-            f"{spec.get('num_local_experts', '?')} experts top-{spec.get('num_experts_per_tok', '?')}, "
-            f"{spec.get('num_hidden_layers', '?')} layers, hidden {spec.get('hidden_size', '?')}, "
-            f"vocab {spec.get('vocab_size', '?')}"
-        )
-        self.say(f"  tiny model: {self.config['tiny_model']} (Mixtral, {shape}, random weights)")
-
-    # ---- 2. teacher
+    # ---- 1. teacher
     def _teacher_step(self) -> StepResult:
         start = self._step_started = time.monotonic()
         state = self.teacher.live()
@@ -636,7 +633,7 @@ class Demo:
         if self.command == "all" and data_fresh:
             self.say("  skipped: the data step is up to date, so nothing needs a teacher", style="green")
             return self._record(StepResult("teacher", "skipped", 0.0, "not needed"))
-        self.say(f"  starting `serve up` with the tiny model; log: {rel(self.teacher.log)}")
+        self.say(f"  starting `serve up` with {self.config['teacher']}; log: {rel(self.teacher.log)}")
         try:
             state = self.teacher.start()
         except DemoError as err:
@@ -650,80 +647,113 @@ class Demo:
         self.say(f"  done in {seconds:.1f} s", style="green")
         return self._record(StepResult("teacher", "done", seconds, state["base_url"]))
 
-    # ---- 3. data
+    # ---- 2. data
+    def llm_settings(self, cfg: dict, folder: Path) -> Path:
+        """The LLM stages' settings (data_prep/llm/settings.yaml) with the demo's overrides, written to folder."""
+        import yaml
+
+        base = at_root(cfg["llm_settings_base"])
+        try:
+            settings = yaml.safe_load(base.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as err:
+            raise DemoError(f"{rel(base)}: cannot read the LLM stages' settings ({type(err).__name__})") from None
+        for section, values in cfg.get("llm_settings", {}).items():
+            if not isinstance(settings.get(section), dict) or not set(values) <= set(settings[section]):
+                unknown = sorted(set(values) - set(settings.get(section) or {}))
+                raise DemoError(f"demo/demo.yaml: steps.data.llm_settings.{section}: not in {rel(base)}: {unknown}")
+            settings[section].update(values)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / "settings.yaml"
+        out.write_text(
+            f"# {rel(base)} with the overrides of demo/demo.yaml (steps.data.llm_settings); written by the demo.\n"
+            + yaml.safe_dump(settings, allow_unicode=True, sort_keys=False),
+            encoding="utf-8",
+        )
+        return out
+
     def do_data(self) -> None:
         cfg = self.section("data")
+        require_model(self.config["model"], "the small MoE")
         state, started_here = self.teacher.live(), False
         if state is None:
             self.say(f"  no teacher running: starting one for this step (log: {rel(self.teacher.log)})")
             state, started_here = self.teacher.start(), True
         try:
             self.say(f"  teacher: {state['base_url']} ({state['model_name']}, pid {state['pid']})")
-            self.say(
-                "  note: the tiny model has random weights, so its text is nonsense: every item fails the automatic QA and "
-                "lands in the *unverified* files, which the demo mix includes only to show the pipeline end to end.",
-                style="yellow",
-            )
             llm_out = at_root(cfg["llm_out"])
             for run in ("translate", "synthesize"):
                 shutil.rmtree(llm_out / run, ignore_errors=True)  # a forced re-run starts clean (the call cache stays)
+            settings = self.llm_settings(cfg, llm_out)
             endpoint = {"BIMEDIX_LLM_BASE_URL": state["base_url"], "BIMEDIX_LLM_MODEL": state["model_name"]}
             endpoint["BIMEDIX_LLM_API_KEY"] = state.get("api_key") or "EMPTY"
             endpoint["BIMEDIX_LLM_ENDPOINT"] = ""  # the variables above, not an endpoint file from the caller's shell
-            common = ["--input", cfg["llm_input"], "--format", cfg["llm_format"], "--limit", str(cfg["llm_limit"])]
+            common = ["--input", cfg["llm_input"], "--format", cfg["llm_format"], "--settings", rel(settings)]
             common += ["--keep-unverified", "--cache", rel(llm_out / "cache.sqlite"), "--no-progress"]
-            for run in ("translate", "synthesize"):
-                self.say(f"  {run}: {cfg['llm_limit']} items of {cfg['llm_input']} through the teacher ...")
-                self.run(
-                    [self.python(), "-m", "data_prep.llm", run, *common, "--out", rel(llm_out / run)], env=endpoint
+            for run in ("synthesize", "translate"):
+                limit = int(cfg["limits"][run])
+                self.say(
+                    f"  {run}: {limit} item{'s' if limit != 1 else ''} of {cfg['llm_input']} through the teacher ..."
                 )
+                self.run(
+                    [self.python(), "-m", "data_prep.llm", run, *common, "--limit", str(limit), "--out",
+                     rel(llm_out / run)], env=endpoint
+                )  # fmt: skip
         finally:
             if started_here:
                 self.teacher.stop()
-        self.say(f"  building the bilingual mix {cfg['mix']} ...")
+        self.say(f"  building the bilingual mix {cfg['mix']} (only what passed the checks) ...")
         self.run(
             [self.python(), "-m", "data_prep", "build", "--mix", cfg["mix"], "--out", cfg["processed"],
-             "--tokenizer", self.config["tiny_model"]]
+             "--tokenizer", self.config["model"]]
         )  # fmt: skip
 
     def report_data(self) -> None:
         cfg = self.section("data")
         llm_out = at_root(cfg["llm_out"])
-        translated = read_json(llm_out / "translate" / "manifest.json") or {}
         chats = read_json(llm_out / "synthesize" / "manifest.json") or {}
-        outputs = translated.get("outputs", {})
-        self.say(
-            f"  translation to Arabic: {_counts(translated.get('items', {}))}; "
-            f"{outputs.get('translated.jsonl', {}).get('rows', 0)} passed QA, "
-            f"{outputs.get('unverified.jsonl', {}).get('rows', 0)} kept unverified -> {rel(llm_out / 'translate')}/"
-        )
         outputs = chats.get("outputs", {})
         self.say(
-            f"  chat synthesis: {_counts(chats.get('items', {}))}; "
-            f"{outputs.get('chats.jsonl', {}).get('rows', 0)} valid, "
-            f"{outputs.get('chats_unverified.jsonl', {}).get('rows', 0)} kept unverified -> {rel(llm_out / 'synthesize')}/"
+            f"  chat synthesis: {_counts(chats.get('items', {}))}: "
+            f"{outputs.get('chats.jsonl', {}).get('rows', 0)} passed validation (trained on), "
+            f"{outputs.get('chats_unverified.jsonl', {}).get('rows', 0)} failed (kept unverified, not trained on) "
+            f"-> {rel(llm_out / 'synthesize')}/"
         )
+        reasons = _reasons(llm_out / "synthesize" / "chats_unverified.jsonl")
+        if reasons:
+            self.say(f"    why chats failed: {reasons}")
+        translated = read_json(llm_out / "translate" / "manifest.json") or {}
+        outputs = translated.get("outputs", {})
+        self.say(
+            f"  translation to Arabic: {_counts(translated.get('items', {}))}: "
+            f"{outputs.get('translated.jsonl', {}).get('rows', 0)} passed QA (trained on), "
+            f"{outputs.get('unverified.jsonl', {}).get('rows', 0)} failed (kept unverified, not trained on) "
+            f"-> {rel(llm_out / 'translate')}/"
+        )
+        reasons = _reasons(llm_out / "translate" / "ledger.jsonl")
+        if reasons:
+            self.say(f"    why translations failed: {reasons}")
+        self.say(f"  {cfg['translation_note']}", style="yellow")
         variant = at_root(cfg["processed"]) / "bilingual"
         manifest = read_json(variant / "manifest.json") or {}
         counts, ratio = manifest.get("counts", {}), manifest.get("ratio", {})
-        llm = [s for s in manifest.get("sources", []) if s.get("name", "").endswith(("_llm", "_llm_unverified"))]
-        used = ", ".join(
-            f"{s['name']} {s['counts']['written']}/{s['counts']['read']}"
-            + (f" (rejected: {_counts(s['counts'].get('reject_codes', {}))})" if s["counts"].get("rejected") else "")
-            for s in llm
-            if s["counts"].get("read")
-        )
-        self.say(f"  LLM items in the mix (written/read): {used or 'none'}")
+        llm = [s for s in manifest.get("sources", []) if s.get("name", "").endswith("_llm")]
+        used = ", ".join(f"{s['name']} {s['counts']['written']}/{s['counts']['read']}" for s in llm)
+        self.say(f"  teacher items in the mix (written/read): {used or 'none'}")
         self.say(
             f"  bilingual mix: train {counts.get('train', '?')}, val {counts.get('val', '?')}, "
             f"by language {_counts(counts.get('by_language', {}))}, Arabic:English "
             f"{ratio.get('records', {}).get('as_ar_to_en', '?')} by records -> {rel(variant)}/"
         )
 
-    # ---- 4. train
+    # ---- 3. train
+    def _run_dir(self) -> Path:
+        cfg = self.section("train")
+        return at_root(cfg["output_root"]) / cfg["recipe"]
+
     def do_train(self) -> None:
         cfg = self.section("train")
-        common = [cfg["recipe"], "--base-model", self.config["tiny_model"], "--data-dir", cfg["data_dir"]]
+        require_model(self.config["model"], "the small MoE")
+        common = [cfg["recipe"], "--base-model", self.config["model"], "--data-dir", cfg["data_dir"]]
         common += ["--output-root", cfg["output_root"]]
         self.say(f"  axolotl train (recipes/{cfg['recipe']}/qlora.yaml) on {cfg['data_dir']}/processed/bilingual ...")
         self.run([self.python(), "-m", "recipes", "train", *common])
@@ -731,42 +761,47 @@ class Demo:
         self.run([self.python(), "-m", "recipes", "merge", *common])
 
     def report_train(self) -> None:
-        cfg = self.section("train")
-        run_dir = at_root(cfg["output_root"]) / cfg["recipe"]
+        run_dir = self._run_dir()
         text = ""
         with contextlib.suppress(OSError):
             text = (run_dir / "train.log").read_text(encoding="utf-8", errors="replace")
         trainable = re.findall(r"trainable params: ([\d,]+) \|\| all params: ([\d,]+)", text)
-        losses = re.findall(r"'train_loss': '([\d.]+)'", text)
+        losses = re.findall(r"\{'loss': '([\d.]+)'", text)
         evals = re.findall(r"'eval_loss': '([\d.]+)'", text)
-        steps = re.findall(r"(\d+)/(\d+) \[[^\]]*it/s\]", text)
+        runtime = re.findall(r"'train_runtime': '([\d.]+)'", text)
+        spec = read_json(at_root(self.config["model"]) / "config.json") or {}
         facts = []
         if trainable:
             facts.append(
-                f"{trainable[-1][0]} trainable parameters of {trainable[-1][1]} (attention, 8 experts, router)"
+                f"{trainable[-1][0]} trainable parameters of {trainable[-1][1]} "
+                f"(attention, {spec.get('num_local_experts', '?')} experts, router)"
             )
-        if steps:
-            facts.append(f"{steps[-1][1]} steps")
         if losses:
-            facts.append(f"train loss {losses[-1]}")
-        if evals:
-            facts.append(f"eval loss {evals[-1]}")
-        self.say(f"  trained: {', '.join(facts) or 'see ' + rel(run_dir / 'train.log')}")
+            first, last = [float(x) for x in losses[:10]], [float(x) for x in losses[-10:]]
+            facts.append(
+                f"{len(losses)} steps, training loss {sum(first) / len(first):.3f} over the first {len(first)}, "
+                f"{sum(last) / len(last):.3f} over the last {len(last)}"
+            )
+        if len(evals) >= 2:
+            facts.append(f"held-out loss {evals[0]} before, {evals[-1]} after")
+        if runtime:
+            facts.append(f"{float(runtime[-1]):.0f} s of training")
+        self.say(f"  trained: {'; '.join(facts) or 'see ' + rel(run_dir / 'train.log')}")
         self.say(f"  adapter: {rel(run_dir / 'adapter')}/   merged model: {rel(run_dir / 'merged')}/")
 
-    # ---- 5. eval
+    # ---- 4. eval
     def _runs(self) -> dict[str, Path]:
         results = at_root(self.section("eval")["results_dir"])
         return {"base": results / "base", "tuned": results / "tuned", "tables": results / "tables"}
 
     def do_eval(self) -> None:
         cfg = self.section("eval")
-        merged = at_root(self.section("train")["output_root"]) / self.section("train")["recipe"] / "merged"
-        for run, model in (("base", self.config["tiny_model"]), ("tuned", rel(merged))):
-            self.say(f"  {run}: {model} on the 18 tasks (embedded sample data) ...")
+        merged = self._run_dir() / "merged"
+        for run, model in (("base", self.config["model"]), ("tuned", rel(merged))):
+            self.say(f"  {run}: {model} on {cfg['tasks']} (embedded sample data) ...")
             self.run(
-                [self.python(), "-m", "eval_tasks", "run", "--model", model, "--results-dir", cfg["results_dir"],
-                 "--run-name", run]
+                [self.python(), "-m", "eval_tasks", "run", "--model", model, "--tasks", cfg["tasks"], "--results-dir",
+                 cfg["results_dir"], "--run-name", run, "--batch-size", str(cfg["batch_size"]), "--device", "cpu"]
             )  # fmt: skip
         runs = self._runs()
         labels = [arg for run in ("base", "tuned") for arg in ("--label", cfg["labels"][run])]
@@ -776,26 +811,34 @@ class Demo:
         )  # fmt: skip
 
     def report_eval(self) -> None:
+        cfg = self.section("eval")
         tables = self._runs()["tables"]
         try:
             text = (tables / "tables.md").read_text(encoding="utf-8")
         except OSError:
             self.say(f"  (no tables in {rel(tables)})")
             return
+        sections: list[list[str]] = []
         for line in text.splitlines():
             if line.startswith("## Runs"):
                 break
-            if line.startswith(("##", "|")):
-                self.say(("  " if line.startswith("|") else "\n  ") + line.lstrip("# "))
-        self.say(
-            "\n  The tiny model has random weights and the sample has 6 questions per task: these scores are noise.",
-            style="yellow",
-        )
+            if line.startswith("##"):
+                sections.append([line.lstrip("# ")])
+            elif line.startswith("|") and sections:
+                sections[-1].append(line)
+        labels = [cfg["labels"][run] for run in ("base", "tuned")]
+        for title, *rows in sections:
+            ours = [row for row in rows if any(f"| {label} " in row for label in labels)]
+            if ours and not any("nan" in row.split("|", 2)[-1] for row in ours):  # a table of tasks not run: skipped
+                self.say(f"\n  {title}")
+                for row in rows:
+                    self.say(f"  {row}")
+        self.say(f"\n  {cfg['note']}", style="yellow")
         self.say(
             f"  tables: {rel(tables / 'tables.md')}, {rel(tables)}/table_*.csv; chart: {rel(tables / 'tables.png')}"
         )
 
-    # ---- 6. serve
+    # ---- 5. serve
     def do_serve(self) -> None:
         import openai
 
@@ -803,7 +846,10 @@ class Demo:
         from serve.stack import ServeStack
 
         cfg = self.section("serve")
-        merged = at_root(self.section("train")["output_root"]) / self.section("train")["recipe"] / "merged"
+        merged = self._run_dir() / "merged"
+        require_model(rel(merged), "the fine-tuned model")
+        self.say("  checking that FastChat's prompts equal the model's chat template, token for token ...")
+        self.run([self.python("serve"), "-m", "serve", "check", "--model", rel(merged)])
         env = {k: str(v) for k, v in cfg.get("env", {}).items()}
         self.say(f"  starting FastChat (controller, worker, OpenAI API) on {rel(merged)}; logs: {cfg['log_dir']}/")
         answers = []
@@ -818,11 +864,14 @@ class Demo:
             with stack:
                 with open(self._log, "a", encoding="utf-8") as out:
                     out.write(stack.describe() + "\n")
-                client = openai.OpenAI(base_url=stack.api_base, api_key=stack.api_key or "none", timeout=120)
+                client = openai.OpenAI(base_url=stack.api_base, api_key=stack.api_key or "none", timeout=600)
                 for question in cfg["questions"]:
                     reply = client.chat.completions.create(
                         model=stack.model_name,
-                        messages=[{"role": "user", "content": question["text"]}],
+                        messages=[
+                            *([{"role": "system", "content": question["system"]}] if "system" in question else []),
+                            {"role": "user", "content": question["text"]},
+                        ],
                         max_tokens=int(cfg["max_tokens"]),
                         temperature=0,
                     )
@@ -831,7 +880,11 @@ class Demo:
             raise DemoError(str(err).splitlines()[0], self._log) from err
         except openai.OpenAIError as err:
             raise DemoError(f"the OpenAI API call failed: {type(err).__name__}: {err}", self._log) from err
+        for item in answers:
+            if item["language"] == "English":
+                item["prose"] = prose_check(item["answer"], cfg["prose"])
         record = {
+            "notice": self.config["notice"],
             "model": rel(merged),
             "model_name": cfg["model_name"],
             "api": "POST /v1/chat/completions (openai client), temperature 0",
@@ -840,22 +893,27 @@ class Demo:
         }
         write_json(at_root(cfg["answers"]), record)
         self.say("  stopped the stack")
+        failed = [a for a in answers if "prose" in a and not a["prose"]["ok"]]
+        if failed:
+            self.report_serve()
+            raise DemoError(
+                f"the served {failed[0]['language']} answer is not {failed[0]['language']} prose "
+                f"({failed[0]['prose']['why']}); answers in {cfg['answers']}"
+            )
 
     def report_serve(self) -> None:
         cfg = self.section("serve")
         record = read_json(at_root(cfg["answers"])) or {}
         for item in record.get("answers", []):
             self.say(f"  Q ({item['language']}): {item['text']}")
-            self.say(f"  A: {printable(item['answer'])}")
-        self.say(
-            "  The tiny model has random weights: these answers are nonsense by design; with real weights the "
-            "same commands give real answers.",
-            style="yellow",
-        )
-        merged = at_root(self.section("train")["output_root"]) / self.section("train")["recipe"] / "merged"
+            self.say(f"  A: {printable(item['answer'], 600)}")
+            if "prose" in item:
+                verdict = "yes" if item["prose"]["ok"] else "NO"
+                self.say(f"     {item['language']} prose: {verdict} ({item['prose']['why']})")
+        self.say(f"  {self.config['notice']}", style="bold yellow")
         self.say(f"  answers: {rel(at_root(cfg['answers']))}")
         self.say(
-            f"  Chat in the browser: `make serve MODEL={rel(merged)} MODEL_NAME={cfg['model_name']}` "
+            f"  Chat in the browser: `make serve MODEL={rel(self._run_dir() / 'merged')} MODEL_NAME={cfg['model_name']}` "
             "prints the web UI's address (127.0.0.1); Ctrl-C stops it."
         )
 
@@ -899,6 +957,62 @@ def _counts(counts: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "none"
 
 
+def _reasons(path: Path, limit: int = 4) -> str:
+    """The commonest reasons the LLM stages gave for items that failed their checks, counted once per item.
+
+    Reads a JSON lines file whose rows carry `reasons` (translate's ledger) or `provenance.reasons`
+    (synthesize's unverified chats); a reason reads `[segment: ]what failed[: details]`.
+    """
+    from collections import Counter
+
+    counted: Counter[str] = Counter()
+    items = 0
+    with contextlib.suppress(OSError):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                row = json.loads(line)
+                reasons = row.get("reasons") or (row.get("provenance") or {}).get("reasons") or []
+                keys = set()
+                for reason in map(str, reasons):
+                    head, _, rest = reason.partition(": ")
+                    text = (
+                        rest
+                        if rest and re.fullmatch(r"[\w:]+", head) and not head.startswith(("no ", "the "))
+                        else reason
+                    )
+                    keys.add(re.split(r"[:'(⟦;]", text)[0].strip())
+                counted.update(keys)
+                items += 1
+    return "; ".join(f"{reason} ({n} of {items})" for reason, n in counted.most_common(limit))
+
+
+def prose_check(text: str, rules: dict) -> dict:
+    """Whether an answer reads as prose in Latin script: enough words, mostly Latin letters, not one word
+    repeated, and some of the language's commonest words. Returns ok and the measured facts."""
+    words = re.findall(r"[^\W\d_]+", text)
+    letters = [c for c in text if c.isalpha()]
+    latin = sum("LATIN" in unicodedata.name(c, "") for c in letters) / max(len(letters), 1)
+    lowered = [w.lower() for w in words]
+    distinct = len(set(lowered)) / max(len(lowered), 1)
+    common = sorted(set(lowered) & set(rules["function_words"]))
+    problems = []
+    if len(words) < rules["min_words"]:
+        problems.append(f"{len(words)} words < {rules['min_words']}")
+    if latin < rules["min_latin_share"]:
+        problems.append(f"Latin letters {latin:.0%} < {rules['min_latin_share']:.0%}")
+    if distinct < rules["min_distinct_share"]:
+        problems.append(f"distinct words {distinct:.0%} < {rules['min_distinct_share']:.0%}")
+    if len(common) < rules["min_function_words"]:
+        problems.append(f"{len(common)} of its commonest words < {rules['min_function_words']}")
+    facts = f"{len(words)} words, {latin:.0%} Latin letters, {distinct:.0%} distinct words, common words {common[:6]}"
+    return {
+        "ok": not problems,
+        "why": "; ".join(problems) or facts,
+        "words": len(words),
+        "latin_share": round(latin, 3),
+    }
+
+
 # ------------------------------------------------------------------------------------------ command line
 @contextlib.contextmanager
 def exclusive(log_dir: Path) -> Iterator[None]:
@@ -940,7 +1054,7 @@ def clean(demo: Demo) -> None:
     for item in demo.log_dir.iterdir():
         if item.name != ".lock":
             shutil.rmtree(item) if item.is_dir() else item.unlink()
-    demo.say(f"removed {', '.join(targets)} and {rel(demo.log_dir)}/ (the tiny model and the environments stay)")
+    demo.say(f"removed {', '.join(targets)} and {rel(demo.log_dir)}/ (the models and the environments stay)")
 
 
 def execute(demo: Demo, command: str) -> tuple[str | None, DemoError | None]:
@@ -956,8 +1070,8 @@ def execute(demo: Demo, command: str) -> tuple[str | None, DemoError | None]:
             clean(demo)
         else:
             if command == "all":
-                demo.say("BiMediX demo: the whole recipe at toy scale, offline, on this machine's CPU.", style="bold")
-                demo.say("Research software, never for clinical decisions. The tiny model knows no medicine.")
+                demo.say("BiMediX demo: the whole recipe at small scale, offline, on this machine's CPU.", style="bold")
+                demo.say(f"Research software, never for clinical decisions. {demo.config['notice']}", style="yellow")
             for step in list(ORDER) if command == "all" else demo.plan(command):
                 current = step
                 demo.run_step(step)
@@ -984,19 +1098,22 @@ def execute(demo: Demo, command: str) -> tuple[str | None, DemoError | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bimedix.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=[*ORDER, "all", "stop", "status", "clean"])
     parser.add_argument(
         "--force", action="store_true", help="run the step again even when it is up to date (all: every step)"
     )
-    parser.add_argument("--tiny-model", default=str(TINY_MODEL_DIR), help="the tiny model's folder (make: TINY_MODEL)")
-    parser.add_argument("--config", default=str(CONFIG_FILE), help="the demo's settings (default: bimedix/demo.yaml)")
+    parser.add_argument("--model", default=str(SMALL_MODEL_DIR), help="the small MoE's folder (make: SMALL_MODEL)")
+    parser.add_argument(
+        "--teacher", default=str(SMALL_TEACHER_DIR), help="the teacher model's folder (make: SMALL_TEACHER)"
+    )
+    parser.add_argument("--config", default=str(CONFIG_FILE), help="the demo's settings (default: demo/demo.yaml)")
     args = parser.parse_args(argv)
     from rich.console import Console
 
     console = Console(highlight=False, soft_wrap=True)
     try:
-        config = load_config(Path(args.config), args.tiny_model)
+        config = load_config(Path(args.config), args.model, args.teacher)
     except DemoError as err:
         console.print(failure_line(None, err), markup=False, style="bold red")
         return 2
