@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 
 from serve.config import ServeError, from_root, is_loopback, load_settings
-from serve.trust import replaying
+from serve.trust import read_body, replaying
 
 KEYS_ENV = "BIMEDIX_API_KEYS"
 # Environment variables FastChat's AppSettings (pydantic BaseSettings, case-insensitive) reads at import.
@@ -230,17 +230,12 @@ class Guard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._refuse_too_large(receive, send, too_large, declared=int(declared))
         # Read the whole body under the bound (chunked uploads declare no length), then replay it.
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_bytes:
-                return await self._refuse_too_large(receive, send, too_large, more=more)
-        return await self.app(scope, replaying(b"".join(chunks), receive), send)
+        body, over, more = await read_body(receive, self.max_bytes)
+        if over:
+            return await self._refuse_too_large(receive, send, too_large, more=more)
+        if body is None:
+            return
+        return await self.app(scope, replaying(body, receive), send)
 
 
 def build_app(controller_address: str, api_keys: list[str], settings, secret: str):

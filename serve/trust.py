@@ -123,17 +123,11 @@ class InternalGuard:
                 send, 401, f"missing or wrong {HEADER} header: it answers only the parts of its own stack",
                 "stack_secret",
             )  # fmt: skip
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > MAX_INTERNAL_BODY:
-                return await self._refuse(send, 413, "request body too large", "request_too_large")
-        body = b"".join(chunks)
+        body, over, _ = await read_body(receive, MAX_INTERNAL_BODY)
+        if over:
+            return await self._refuse(send, 413, "request body too large", "request_too_large")
+        if body is None:
+            return
         content_type = request_headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if body and content_type != b"application/json":
             return await self._refuse(
@@ -145,6 +139,25 @@ class InternalGuard:
             if problem:
                 return await self._refuse(send, 400, problem, "bad_registration")
         return await self.app(scope, replaying(body, receive), send)
+
+
+async def read_body(receive, limit: int) -> tuple[bytes | None, bool, bool]:
+    """Read an ASGI request body, stopping as soon as it exceeds limit bytes.
+
+    Returns (body, over, more): body is None when the client went away or the body is over the
+    limit; more says whether the client still had more to send when reading stopped.
+    """
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None, False, False
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        more = message.get("more_body", False)
+        if size > limit:
+            return None, True, more
+    return b"".join(chunks), False, False
 
 
 def replaying(body: bytes, receive):
