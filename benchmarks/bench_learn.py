@@ -207,7 +207,7 @@ class Bench:
             "train_records": counts.get("train"),
             "val_records": counts.get("val"),
             "source_rows": totals,
-            "decontaminated_against": {"index": index.get("index"), "items": index.get("items")},
+            "decontaminated_against": {"eval_data": index.get("eval_data"), "items": index.get("items")},
         }
 
     # ---- 2. train
