@@ -330,6 +330,11 @@ def require_model(folder: str, what: str) -> None:
         raise DemoError(f"{folder}: {what} is not built; run `make small-model` (make demo does)")
 
 
+def has_scores(row: str) -> bool:
+    """Whether a Markdown table row of eval_tasks' tables has a score after its label (a missing one is `–`)."""
+    return any(re.fullmatch(r"\d+(\.\d+)?", cell.strip()) for cell in row.split("|")[2:])
+
+
 # ------------------------------------------------------------------------------------------ the teacher
 PART_LINE = re.compile(r"^(controller|worker-\d+|api|web)\s+pid (\d+)\s+port (\d+)", re.MULTILINE)
 
@@ -829,7 +834,7 @@ class Demo:
         labels = [cfg["labels"][run] for run in ("base", "tuned")]
         for title, *rows in sections:
             ours = [row for row in rows if any(f"| {label} " in row for label in labels)]
-            if ours and not any("nan" in row.split("|", 2)[-1] for row in ours):  # a table of tasks not run: skipped
+            if ours and all(map(has_scores, ours)):  # a table of tasks this run did not score: skipped
                 self.say(f"\n  {title}")
                 for row in rows:
                     self.say(f"  {row}")

@@ -374,3 +374,10 @@ def test_the_failure_reasons_of_the_llm_stages_are_counted_once_per_item(tmp_pat
     assert "the reply was cut off (1 of 3)" in summary and "placeholders missing (1 of 3)" in summary
     assert "the glossary term (1 of 3)" in summary and "no turns (1 of 3)" in summary
     assert demo._reasons(tmp_path / "missing.jsonl") == ""
+
+
+def test_a_table_row_without_scores_is_told_from_one_with_scores():
+    # eval_tasks' tables write a missing score as `–` (issue 12); the demo prints only the tables it scored.
+    assert demo.has_scores("| SmolLM2-135M MoE (base) |  16.7 |   33.3 |   – |")
+    assert not demo.has_scores("| SmolLM2-135M MoE (base) |   –   |    –   | –           |")
+    assert not demo.has_scores("| SmolLM2-135M MoE (base) |   nan   |  nan |")
