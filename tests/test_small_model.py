@@ -23,6 +23,7 @@ import yaml
 from bimedix import small_model
 from bimedix.chat import chat_template, render, system_message
 from bimedix.paths import CHAT_TEMPLATE, ROOT, SMALL_MODEL_DIR, SMALL_TEACHER_DIR
+from tests.moe_routing import zero_one_expert
 
 CONVERSATION = [
     {"role": "system", "content": system_message()},
@@ -116,30 +117,8 @@ def test_logits_equal_the_dense_models(moe, spec):
 
 def test_each_token_is_computed_by_exactly_its_top2_experts(moe, tokenizer):
     """Zero one expert: only the tokens whose top-2 includes it change. That is sparse routing."""
-    inputs = tokenizer(
-        "The patient reports fever, cough and fatigue; يشكو المريض من الحمى والسعال", return_tensors="pt"
-    )
-    layer = moe.model.layers[3].mlp
-    captured = {}
-    handle = layer.register_forward_hook(lambda _m, _i, output: captured.__setitem__("out", output))
-    try:
-        with torch.no_grad():
-            router_logits = moe(**inputs, output_router_logits=True).router_logits[3]
-            before = captured["out"].clone()
-            top2 = router_logits.topk(2, dim=-1).indices
-            counts = torch.bincount(top2.flatten(), minlength=moe.config.num_local_experts)
-            assert (counts > 0).sum() >= 3, f"the router sends every token to the same experts: {counts.tolist()}"
-            expert = int(counts.argmax())
-            uses = (top2 == expert).any(dim=-1)
-            assert uses.any() and not uses.all()
-            saved = layer.experts.down_proj.data[expert].clone()
-            layer.experts.down_proj.data[expert].zero_()
-            moe(**inputs)
-            after = captured["out"]
-            layer.experts.down_proj.data[expert] = saved
-    finally:
-        handle.remove()
-    changed = (before - after).abs().amax(dim=-1)[0] > 0
+    _, counts, uses, changed = zero_one_expert(moe, tokenizer, layer_index=3)
+    assert (counts > 0).sum() >= 3, f"the router sends every token to the same experts: {counts.tolist()}"
     assert torch.equal(changed, uses)
 
 

@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from bimedix.chat import chat_template
 from bimedix.tiny_model import BUILD_INFO, build
+from tests.moe_routing import zero_one_expert
 
 
 @pytest.fixture(scope="module")
@@ -51,29 +52,7 @@ def test_router_logits_cover_every_expert(model, tokenizer):
 
 def test_each_token_is_computed_by_exactly_its_top2_experts(model, tokenizer):
     """Zero one expert: only the tokens whose top-2 includes it change. That is sparse routing."""
-    inputs = tokenizer(
-        "The patient reports fever, cough and fatigue; يشكو المريض من الحمى والسعال", return_tensors="pt"
-    )
-    layer = model.model.layers[0].mlp
-    captured = {}
-    handle = layer.register_forward_hook(lambda _m, _i, output: captured.__setitem__("out", output))
-    try:
-        with torch.no_grad():
-            router_logits = model(**inputs, output_router_logits=True).router_logits[0]
-            before = captured["out"].clone()
-            top2 = router_logits.topk(2, dim=-1).indices  # (tokens, 2)
-            counts = torch.bincount(top2.flatten(), minlength=model.config.num_local_experts)
-            expert = int(counts.argmax())  # an expert some tokens use
-            uses = (top2 == expert).any(dim=-1)
-            assert uses.any() and not uses.all(), "the test needs tokens routed both to and away from the expert"
-            saved = layer.experts.down_proj.data[expert].clone()
-            layer.experts.down_proj.data[expert].zero_()
-            model(**inputs)
-            after = captured["out"]
-            layer.experts.down_proj.data[expert] = saved
-    finally:
-        handle.remove()
-    changed = (before - after).abs().amax(dim=-1)[0] > 0
+    top2, _, uses, changed = zero_one_expert(model, tokenizer, layer_index=0)
     assert torch.equal(changed, uses)
     assert len({tuple(sorted(t)) for t in top2.tolist()}) > 1, "every token went to the same experts"
 
