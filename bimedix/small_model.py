@@ -25,7 +25,6 @@ inputs are unchanged does nothing. Settings: bimedix/assets/small_model.yaml.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bimedix.chat import chat_template
+from bimedix.files import sha256_file
 from bimedix.paths import CHAT_TEMPLATE, SMALL_MODEL_DIR, SMALL_MODEL_SETTINGS, SMALL_TEACHER_DIR
 
 BUILD_INFO = "bimedix_build.json"
@@ -82,14 +82,6 @@ class SmallSpec:
         return cls(**data)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def locate_gguf(source: dict) -> Path:
     """The GGUF file of the installed wheel, found through its file list and checked against the pinned sha256."""
     import importlib.metadata
@@ -109,7 +101,7 @@ def locate_gguf(source: dict) -> Path:
     path = Path(dist.locate_file(matches[0]))
     if not path.is_file():
         raise SmallModelError(f"{path}: listed by {name} but missing on disk; reinstall the environment")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != source["sha256"]:
         raise SmallModelError(f"{path}: sha256 {digest}, expected {source['sha256']} (bimedix/assets/small_model.yaml)")
     return path
@@ -125,8 +117,8 @@ def build_info(spec: SmallSpec, role: str) -> dict:
         "settings": {"source": spec.source, "moe": spec.moe, "tokenizer": spec.tokenizer, "teacher": spec.teacher},
         "inputs": {
             "weights": {"file": spec.source["file"], "sha256": spec.source["sha256"]},
-            "chat_template": {"path": "templates/chat_template.jinja", "sha256": _sha256(CHAT_TEMPLATE)},
-            "builder": {"path": "bimedix/small_model.py", "sha256": _sha256(Path(__file__))},
+            "chat_template": {"path": "templates/chat_template.jinja", "sha256": sha256_file(CHAT_TEMPLATE)},
+            "builder": {"path": "bimedix/small_model.py", "sha256": sha256_file(Path(__file__))},
         },
         "transformers": transformers_version,
         "gguf": importlib.metadata.version("gguf"),

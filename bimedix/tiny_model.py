@@ -15,7 +15,6 @@ whose inputs are unchanged does nothing; one whose inputs changed rebuilds.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -24,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bimedix.chat import BOS, EOS, chat_template
+from bimedix.files import sha256_file
 from bimedix.paths import CHAT_TEMPLATE, TINY_CORPUS, TINY_MODEL_DIR
 
 PAD = "<pad>"
@@ -47,19 +47,15 @@ class TinySpec:
     seed: int = 0
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def build_info(spec: TinySpec) -> dict:
     from transformers import __version__ as transformers_version
 
     return {
         "spec": asdict(spec),
         "inputs": {
-            "corpus": {"path": "bimedix/assets/tiny_corpus.txt", "sha256": _sha256(TINY_CORPUS)},
-            "chat_template": {"path": "templates/chat_template.jinja", "sha256": _sha256(CHAT_TEMPLATE)},
-            "builder": {"path": "bimedix/tiny_model.py", "sha256": _sha256(Path(__file__))},
+            "corpus": {"path": "bimedix/assets/tiny_corpus.txt", "sha256": sha256_file(TINY_CORPUS)},
+            "chat_template": {"path": "templates/chat_template.jinja", "sha256": sha256_file(CHAT_TEMPLATE)},
+            "builder": {"path": "bimedix/tiny_model.py", "sha256": sha256_file(Path(__file__))},
         },
         "transformers": transformers_version,
     }

@@ -4,13 +4,13 @@ lengths.png (the token length histogram)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bimedix.files import sha256_file
 from bimedix.paths import CHAT_TEMPLATE
 from data_prep.config import Mix, Settings, display
 from data_prep.decontam import EvalIndex
@@ -94,10 +94,6 @@ def _histogram(path: Path, per_language: dict[str, np.ndarray], bins: int, title
     plt.close(fig)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_card(
     out: Path,
     *,
@@ -134,13 +130,13 @@ def write_card(
     manifest = {
         "variant": mix.name,
         "description": mix.description,
-        "mix": {"path": display(mix.path), "sha256": _sha256(mix.path)},
+        "mix": {"path": display(mix.path), "sha256": sha256_file(mix.path)},
         "seed": mix.seed,
         "val_fraction": mix.val_fraction,
         "language_ratio_target": mix.language_ratio,
         "system_message": mix.system_message,
         "schema": {"keys": list(OUTPUT_KEYS), "metadata": "JSON-encoded string", "provenance": "{file, line}"},
-        "chat_template": {"path": display(CHAT_TEMPLATE), "sha256": _sha256(CHAT_TEMPLATE)},
+        "chat_template": {"path": display(CHAT_TEMPLATE), "sha256": sha256_file(CHAT_TEMPLATE)},
         "tokenizer": {"name": tokenizer.name, "sha256": tokenizer.sha256, "bos": tokenizer.bos, "eos": tokenizer.eos},
         "output_dir": display(out.parent / mix.name),
         "sources": [
@@ -188,9 +184,9 @@ def write_card(
             "val.jsonl": {"rows": written_lines["val"], "sha256": digests["val"]},
             "rejects.jsonl": {
                 "rows": sum(row["rejected"] for row in accounting),
-                "sha256": _sha256(out / "rejects.jsonl"),
+                "sha256": sha256_file(out / "rejects.jsonl"),
             },
-            "lengths.png": {"sha256": _sha256(out / "lengths.png")},
+            "lengths.png": {"sha256": sha256_file(out / "lengths.png")},
         },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -11,9 +11,7 @@ sides; the n-grams of question + options (normalised as training text is) go int
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -42,14 +40,6 @@ class EvalIndex:
             "ngrams": len(self.index),
             "files": self.files,
         }
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def probe_text(item: Item) -> str:

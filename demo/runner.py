@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bimedix.envs import ENVS
+from bimedix.files import sha256_file
 from bimedix.paths import ROOT, SMALL_MODEL_DIR, SMALL_TEACHER_DIR
 
 if TYPE_CHECKING:  # third-party imports are lazy: `python -m demo --help` starts fast
@@ -150,14 +151,6 @@ def load_config(
 
 
 # ------------------------------------------------------------------------------------------ digests and stamps
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _counted(path: Path, top: Path) -> bool:
     parts = path.relative_to(top).parts
     return not (set(parts) & SKIPPED_IN_DIGEST) and path.suffix not in (".pyc", ".md")
@@ -166,11 +159,11 @@ def _counted(path: Path, top: Path) -> bool:
 def digest_path(path: Path) -> str | None:
     """sha256 of a file, or of a folder's files (relative names and contents; *.md and caches left out)."""
     if path.is_file():
-        return file_sha256(path)
+        return sha256_file(path)
     if path.is_dir():
         digest = hashlib.sha256()
         for file in sorted(p for p in path.rglob("*") if p.is_file() and _counted(p, path)):
-            digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+            digest.update(f"{file.relative_to(path).as_posix()}\0{sha256_file(file)}\n".encode())
         return digest.hexdigest()
     return None
 

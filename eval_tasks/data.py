@@ -37,6 +37,7 @@ import yaml
 
 from bimedix import formats
 from bimedix.audit import Gate
+from bimedix.files import sha256_file
 from bimedix.formats import Context, FormatError, Item
 from eval_tasks import registry
 
@@ -333,18 +334,10 @@ def _load_local(task: registry.TaskId, source: DataSource) -> tuple[list[Item], 
                     "cop_base_hint": f"set cop_base: 0 or 1 on its entry in {_display(source.index)}"}  # fmt: skip
         found, sub = _score(rows, entry.format, task, label, declared, lambda n, label=label: f"{label}:{n}")
         sub.rows_in_source = in_source
-        sub.sha256 = _sha256(path)
+        sub.sha256 = sha256_file(path)
         items += found
         report.sources.append(sub)
     return items, report
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _display(path: Path) -> str:

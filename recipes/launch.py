@@ -17,11 +17,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bimedix.files import sha256_file
 from bimedix.paths import ROOT
 from recipes.checks import check_recipe, errors, is_hub_id
 from recipes.config import Recipe, RecipeError, dump, load, merge, override, parse_assignment, rel
 from recipes.datacheck import check_file
-from recipes.provenance import read_provenance, sha256_of
+from recipes.provenance import read_provenance
 from recipes.registry import Hardware, Registry
 from recipes.weights import locate
 from recipes.world import BatchPlan, WorldError, WorldPlan, keep_global_batch, plan_world, planned_env
@@ -202,7 +203,7 @@ def refresh_prepared(recipe: Recipe, files: list[Path], digests: dict[Path, str]
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path).encode())
-        digest.update((digests.get(path) or sha256_of(path)).encode())
+        digest.update((digests.get(path) or sha256_file(path)).encode())
     stamp = folder / "bimedix-data.sha256"
     if folder.exists() and (not stamp.exists() or stamp.read_text().strip() != digest.hexdigest()):
         print(f"the data changed since {rel(folder)} was prepared: tokenizing again", flush=True)
@@ -299,7 +300,7 @@ def train(options: RunOptions, registry: Registry, *, launcher: str, launcher_ar
         raise LaunchError(f'OVERLAY=ray needs Ray Train, which the locked environment lacks: pip install "{RAY_PIN}"')
     base_weights(resolved, registry)
     rows = check_data(recipe, options.variant)
-    digests = {path: sha256_of(path) for path in rows}
+    digests = {path: sha256_file(path) for path in rows}
     for line in data_provenance(
         rows, digests, resolved.hardware, registry, allow_sample_data=options.allow_sample_data
     ):

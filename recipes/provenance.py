@@ -22,14 +22,6 @@ from recipes.config import rel
 MANIFEST = "manifest.json"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class Provenance:
     """What data_prep's manifest.json says about one of the files it wrote."""

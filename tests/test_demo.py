@@ -84,7 +84,7 @@ def test_digest_of_a_folder_follows_content_and_names_but_not_readmes_or_caches(
     (folder / "a.txt").rename(folder / "c.txt")
     assert demo.digest_path(folder) != first
     assert demo.digest_path(tmp_path / "missing") is None
-    assert demo.digest_path(folder / "c.txt") == demo.file_sha256(folder / "c.txt")
+    assert demo.digest_path(folder / "c.txt") == demo.sha256_file(folder / "c.txt")
 
 
 def test_freshness_names_what_changed(tmp_path):

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_prep.llm.files import json_line, read_jsonl, sha256_file, sha256_text, write_if_changed
+from bimedix.files import sha256_file
+from data_prep.llm.files import json_line, read_jsonl, sha256_text, write_if_changed
 from data_prep.llm.notation import number_differences
 from data_prep.llm.protect import PLACEHOLDER
 from data_prep.llm.records import PARSE_KIND

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from bimedix.files import sha256_file
 from data_prep.llm.cache import Cache
 from data_prep.llm.client import EndpointFatal, LLMClient, LLMError
 from data_prep.llm.config import HERE, Endpoint, Settings, SynthesizeSettings
-from data_prep.llm.files import atomic_writer, json_line, remove_stale_temporaries, sha256_file, write_json
+from data_prep.llm.files import atomic_writer, json_line, remove_stale_temporaries, write_json
 from data_prep.llm.prompts import load_prompt
 from data_prep.llm.records import MCQ, Item, Reject, count_rows, read_items
 from data_prep.llm.runner import ordered_map, progress_bar

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bimedix.files import sha256_file
 from data_prep.llm import review
 from data_prep.llm.cache import Cache
 from data_prep.llm.checks import (
@@ -36,7 +37,7 @@ from data_prep.llm.checks import (
 )
 from data_prep.llm.client import EndpointFatal, LLMClient, LLMError
 from data_prep.llm.config import Endpoint, Settings
-from data_prep.llm.files import atomic_writer, json_line, remove_stale_temporaries, sha256_file, sha256_text, write_json
+from data_prep.llm.files import atomic_writer, json_line, remove_stale_temporaries, sha256_text, write_json
 from data_prep.llm.glossary import GLOSSARY_FILE, Glossary, default_glossary
 from data_prep.llm.prompts import load_prompt
 from data_prep.llm.protect import PROTECT_FILE, Protected, Protector, UnprotectableText, default_protector, restore
