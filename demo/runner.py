@@ -1,6 +1,6 @@
 """make demo: the whole BiMediX recipe at small scale, offline, on a CPU, with a real pretrained MoE.
 
-    python -m demo all                 # teacher, data, train, eval, serve; then stop the teacher
+    python -m demo all                 # teacher, data (then the teacher stops), train, eval, serve
     python -m demo teacher|data|train|eval|serve [--force]
     python -m demo stop                # stop the teacher started by `teacher`
     python -m demo status              # which steps are up to date, and the teacher
@@ -19,7 +19,8 @@ step ends the command with one line naming the step and its log, then the log's 
 
 The teacher is the project's FastChat stack (`python -m serve up`, API only, with the settings file
 demo/teacher_serve.yaml) in the background. Its state is logs/demo/teacher.json (pid, URL, model
-name, API key, logs); it is stopped by PID (its process group), and `all` always stops it.
+name, API key, logs); it is stopped by PID (its process group); `all` stops it as soon as the data
+step is done (only that step uses it), and after a failure or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -576,6 +577,15 @@ class Demo:
         visit(step)
         return [s for s in ORDER if s in order]
 
+    def release_teacher(self) -> None:
+        """Stop the teacher (by PID, with its process group) and note it in the teacher step's result."""
+        if not self.teacher.state_file.exists():
+            return
+        message = self.teacher.stop()
+        for result in self.results:
+            if result.step == "teacher" and result.status in ("done", "reused") and message.startswith("stopped"):
+                result.note += ", stopped"
+
     def run_step(self, step: str) -> StepResult:
         number = ORDER.index(step) + 1
         self.say()
@@ -1073,6 +1083,8 @@ def execute(demo: Demo, command: str) -> tuple[str | None, DemoError | None]:
             for step in list(ORDER) if command == "all" else demo.plan(command):
                 current = step
                 demo.run_step(step)
+                if command == "all" and step == "data":
+                    demo.release_teacher()  # only the data step uses it: its 1.5 GB and its CPU go back
         return None, None
     except DemoError as err:
         if current is not None:
@@ -1088,10 +1100,7 @@ def execute(demo: Demo, command: str) -> tuple[str | None, DemoError | None]:
             with contextlib.suppress(Exception, KeyboardInterrupt):
                 if demo.teacher.state_file.exists():
                     demo.say("\nstopping the teacher (the demo always does, also after a failure) ...")
-                    message = demo.teacher.stop()
-                    for result in demo.results:
-                        if result.step == "teacher" and result.status in ("done", "reused"):
-                            result.note += ", stopped" if message.startswith("stopped") else ""
+                    demo.release_teacher()
             demo.summary(time.monotonic() - started)
 
 

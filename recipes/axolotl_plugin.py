@@ -14,6 +14,10 @@ each training process (the repository root is on PYTHONPATH).
   batch by WORLD_SIZE (axolotl/utils/config/__init__.py:229-237), so if the launcher started a
   different number (an accelerate config file, CUDA_VISIBLE_DEVICES changed in between), each
   process stops before loading the model instead of training with a silently different batch.
+- **Says how many CPU threads it computes with.** Each process prints one line with its rank,
+  `torch.get_num_threads()` and OMP_NUM_THREADS, read inside the process itself, beside the count
+  `python -m recipes train` planned (BIMEDIX_CPU_THREADS); a launcher that overrode the plan shows
+  as a warning in train.log (`accelerate launch` alone gives every process one thread).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Mapping
 
 from axolotl.integrations.base import BasePlugin
 
-from recipes.world import WORLD_SIZE_ENV
+from recipes.world import THREADS_ENV, WORLD_SIZE_ENV
 
 
 def check_world_size(environ: Mapping[str, str] = os.environ) -> None:
@@ -40,11 +44,27 @@ def check_world_size(environ: Mapping[str, str] = os.environ) -> None:
         )
 
 
+def thread_report(environ: Mapping[str, str] = os.environ) -> str:
+    """One line: this process's rank, the threads torch uses, OMP_NUM_THREADS and the planned count."""
+    import torch
+
+    rank, world = environ.get("RANK", "0"), environ.get("WORLD_SIZE", "1")
+    used, planned = torch.get_num_threads(), environ.get(THREADS_ENV)
+    line = (
+        f"bimedix: training process rank {rank} of {world} (pid {os.getpid()}): torch uses {used} CPU "
+        f"threads, OMP_NUM_THREADS={environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
+    if planned:
+        line += f", planned {planned}" + ("" if int(planned) == used else " (WARNING: not what was planned)")
+    return line
+
+
 class BimedixPlugin(BasePlugin):
     """Seeds the adapter initialisation; checks the world size the batch was planned for."""
 
     def pre_model_load(self, cfg) -> None:
         check_world_size()
+        print(thread_report(), flush=True)
 
     def pre_lora_load(self, cfg, model) -> None:
         if cfg.seed is not None:

@@ -13,6 +13,7 @@ The Makefile's targets (recipes/recipes.mk) call these; see recipes/README.md.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         sets=list(args.set or []),
         unsets=list(args.unset or []),
         allow_sample_data=bool(getattr(args, "allow_sample_data", False)),
+        cpu_threads=getattr(args, "cpu_threads", 0),
     )
 
 
@@ -152,6 +154,12 @@ def cmd_install_gpu(args: argparse.Namespace, registry: Registry) -> int:
     return install_gpu(print_only=args.print_only)
 
 
+def _threads(value: str) -> int:
+    if not value.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"CPU threads {value!r}: expected 0 (all cores) or a positive number")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recipes", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_p.add_argument("--launcher-args", default="", help='passed after `--`, e.g. "--nnodes 2 --nproc_per_node 8"')
     train_p.add_argument("--dry-run", action="store_true", help="check, write the resolved recipe, print the command; do not train")  # fmt: skip
     train_p.add_argument("--allow-sample-data", action="store_true", help="let a GPU recipe train on data built only from the embedded samples")  # fmt: skip
+    train_p.add_argument("--cpu-threads", type=_threads, default=os.environ.get("CPU_THREADS") or "0", metavar="N", help="CPU threads per training process (default: $CPU_THREADS, else 0: on a CPU target, the usable cores shared out among the processes of this machine)")  # fmt: skip
     train_p.set_defaults(func=cmd_train)
 
     merge_p = sub.add_parser("merge", help="merge the adapter into the base, keeping the expert and router LoRA")

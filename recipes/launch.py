@@ -25,7 +25,18 @@ from recipes.datacheck import check_file
 from recipes.provenance import read_provenance
 from recipes.registry import Hardware, Registry
 from recipes.weights import locate
-from recipes.world import BatchPlan, WorldError, WorldPlan, keep_global_batch, plan_world, planned_env
+from recipes.world import (
+    BatchPlan,
+    WorldError,
+    WorldPlan,
+    keep_global_batch,
+    launcher_options,
+    plan_world,
+    planned_env,
+    threads_per_process,
+    usable_cores,
+    whole,
+)
 
 LAUNCHERS = ("accelerate", "torchrun", "python")
 # Axolotl reports usage to a telemetry service unless told not to; without network the
@@ -48,6 +59,7 @@ class RunOptions:
     sets: list[str] = field(default_factory=list)  # key=value (YAML value)
     unsets: list[str] = field(default_factory=list)  # keys to remove
     allow_sample_data: bool = False  # let a GPU recipe train on data built only from the embedded samples
+    cpu_threads: int = 0  # CPU threads per training process; 0: on a CPU target, the cores shared out among them
 
 
 @dataclass
@@ -217,11 +229,15 @@ def axolotl_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "axolotl"), *args]
 
 
-def train_command(config: Path, launcher: str = "accelerate", launcher_args: str = "") -> list[str]:
+def train_command(config: Path, launcher: str = "accelerate", launcher_args: str = "", threads: int = 0) -> list[str]:
+    """`axolotl train CONFIG --launcher L -- ARGS`; with `threads`, accelerate is told the CPU threads
+    per process explicitly (its own default is OMP_NUM_THREADS, else 1), unless ARGS already say."""
     if launcher not in LAUNCHERS:
         raise LaunchError(f"unknown launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
     command = axolotl_command("train", _path_value(config), "--launcher", launcher)
     extra = shlex.split(launcher_args)
+    if threads and launcher == "accelerate" and "num_cpu_threads_per_process" not in launcher_options(extra):
+        extra += ["--num_cpu_threads_per_process", str(threads)]
     return command + (["--", *extra] if extra else [])
 
 
@@ -307,19 +323,33 @@ def train(options: RunOptions, registry: Registry, *, launcher: str, launcher_ar
         print(line, flush=True)
     world, batch = plan_batch(resolved, registry, launcher, launcher_args)
     print(batch.describe(world.how), flush=True)
+    threads = 0
+    try:
+        requested = options.cpu_threads
+        named = launcher_options(world.launcher_args).get("num_cpu_threads_per_process")
+        if launcher == "accelerate" and named:
+            requested = whole(named, "accelerate --num_cpu_threads_per_process")
+        if requested or not resolved.hardware.cuda:
+            threads = threads_per_process(world, requested)
+    except WorldError as err:
+        raise LaunchError(str(err)) from None
+    if threads:
+        machine = f"{world.per_machine} process{'es' if world.per_machine != 1 else ''} on this machine"
+        how = "as asked" if requested else f"this machine's {usable_cores()} usable cores shared by {machine}"
+        print(f"CPU threads: {threads} per training process ({how})", flush=True)
     if world.processes > 1 and not options.overlay and not recipe.data.get("use_ray"):
         fitting = overlays_for(registry, options.variant, world.processes)
         hint = f"; {' or '.join(fitting)} (written for {world.processes} GPUs) shards them" if fitting else ""
         print(f"note: {world.processes} processes without an overlay: plain DDP, every GPU holds the whole model and optimizer{hint}", flush=True)  # fmt: skip
     config = resolved.run_dir / "axolotl.yaml"
-    command = train_command(config, launcher, shlex.join(world.launcher_args))
+    command = train_command(config, launcher, shlex.join(world.launcher_args), threads)
     dump(recipe, config, f"Resolved by `python -m recipes train {options.variant}` from {', '.join(recipe.sources)}.\nEdit the recipe, not this file.")  # fmt: skip
     if dry_run:
         print(f"dry run: wrote {rel(config)}; would run:")
         print("+ " + shlex.join(command))
         return ROOT / recipe.data["output_dir"]
     refresh_prepared(recipe, list(rows), digests)
-    code, _ = run_logged(command, resolved.run_dir / "train.log", planned_env(world, recipe.data))
+    code, _ = run_logged(command, resolved.run_dir / "train.log", planned_env(world, recipe.data, threads))
     if code != 0:
         raise LaunchError(f"axolotl train failed (exit {code}); its output is in {rel(resolved.run_dir / 'train.log')}")
     adapter = ROOT / recipe.data["output_dir"]

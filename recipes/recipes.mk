@@ -16,6 +16,9 @@ VARIANT ?= tiny
 ADAPTER_DIR ?=
 # ALLOW_SAMPLE_DATA=1 lets a GPU recipe train on data built only from the embedded samples
 ALLOW_SAMPLE_DATA ?=
+# CPU_THREADS  CPU threads per training process (read from the environment by `python -m recipes train`,
+#              so `make demo CPU_THREADS=1` works too); empty: on a CPU target, the usable cores shared
+#              out among the processes of this machine (accelerate alone would give each one thread)
 RECIPES_RUN = --base-model '$(BASE_MODEL)' --data-dir '$(DATA_DIR)' --output-root '$(TRAIN_OUTPUT)' --overlay '$(OVERLAY)'
 RECIPES_LAUNCH = --launcher '$(LAUNCHER)' --launcher-args='$(LAUNCHER_ARGS)' $(if $(filter-out 0 no false,$(ALLOW_SAMPLE_DATA)),--allow-sample-data)
 

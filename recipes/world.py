@@ -25,6 +25,8 @@ import yaml
 
 # Exported to the training processes; recipes/axolotl_plugin.py compares it with WORLD_SIZE.
 WORLD_SIZE_ENV = "BIMEDIX_WORLD_SIZE"
+# Exported too: the CPU threads each training process was given; the plugin reports what torch uses.
+THREADS_ENV = "BIMEDIX_CPU_THREADS"
 
 
 class WorldError(ValueError):
@@ -36,9 +38,14 @@ class WorldPlan:
     processes: int
     how: str  # where the count comes from, as the user should read it
     launcher_args: tuple[str, ...]  # the launcher's arguments to use (accelerate: with --num_processes)
+    local_processes: int = 0  # processes on this machine (0: all of them), which share its CPU cores
+
+    @property
+    def per_machine(self) -> int:
+        return self.local_processes or self.processes
 
 
-def _options(args: Sequence[str]) -> dict[str, str]:
+def launcher_options(args: Sequence[str]) -> dict[str, str]:
     """`--name value` and `--name=value`, names with `-` or `_`, as {name_with_underscores: value}."""
     out: dict[str, str] = {}
     index = 0
@@ -59,7 +66,7 @@ def _options(args: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _whole(value: str, option: str) -> int:
+def whole(value: str, option: str) -> int:
     try:
         number = int(value)
     except ValueError:
@@ -101,7 +108,7 @@ def plan_world(
 ) -> WorldPlan:
     """The number of training processes this launch starts, and the launcher arguments to use."""
     args = tuple(launcher_args)
-    options = _options(args)
+    options = launcher_options(args)
     if recipe.get("use_ray"):
         workers = recipe.get("ray_num_workers") or 1
         return WorldPlan(int(workers), f"ray_num_workers {workers}", args)
@@ -112,20 +119,21 @@ def plan_world(
         low, _, high = nnodes.partition(":")
         if high and high != low:
             raise WorldError(f"torchrun --nnodes {nnodes}: an elastic range leaves the process count open; pass one number")  # fmt: skip
-        nodes = _whole(low, "torchrun --nnodes")
+        nodes = whole(low, "torchrun --nnodes")
         per_node_text = options.get("nproc_per_node", "1")
         if per_node_text in ("gpu", "auto"):
             per_node = device_count()
             if per_node < 1:
                 raise WorldError(f"torchrun --nproc_per_node {per_node_text}: this machine has no GPU")
         else:
-            per_node = _whole(per_node_text, "torchrun --nproc_per_node")
-        return WorldPlan(nodes * per_node, f"torchrun --nnodes {nodes} x --nproc_per_node {per_node}", args)
+            per_node = whole(per_node_text, "torchrun --nproc_per_node")
+        return WorldPlan(nodes * per_node, f"torchrun --nnodes {nodes} x --nproc_per_node {per_node}", args, per_node)
     if launcher != "accelerate":
         raise WorldError(f"unknown launcher {launcher!r}")
     if "num_processes" in options:
-        count = _whole(options["num_processes"], "accelerate --num_processes")
-        return WorldPlan(count, f"accelerate --num_processes {count}", args)
+        count = whole(options["num_processes"], "accelerate --num_processes")
+        machines = whole(options.get("num_machines", "1"), "accelerate --num_machines")
+        return WorldPlan(count, f"accelerate --num_processes {count}", args, max(count // machines, 1))
     if "num_machines" in options:
         raise WorldError("accelerate --num_machines without --num_processes: pass --num_processes (all machines together)")  # fmt: skip
     config, data = _accelerate_config(options.get("config_file"))
@@ -188,7 +196,32 @@ def _or(numbers: list[int]) -> str:
     return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " or " + text[-1]
 
 
-def planned_env(plan: WorldPlan, recipe: dict[str, Any]) -> dict[str, str]:
-    """What the training processes should see: the planned count, checked by the plugin.
-    Ray starts its workers itself (ray_num_workers is the count), so there is nothing to check."""
-    return {} if recipe.get("use_ray") else {WORLD_SIZE_ENV: str(plan.processes)}
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: what taskset or a container allows)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_process(plan: WorldPlan, requested: int = 0, cores: int | None = None) -> int:
+    """CPU threads for each training process: `requested`, or this machine's cores shared out among
+    the processes it runs (at least 1). `accelerate launch` without `--cpu` would start every process
+    with OMP_NUM_THREADS=1 (accelerate/commands/launch.py, `num_cpu_threads_per_process`): one core."""
+    if requested < 0:
+        raise WorldError(f"CPU threads {requested}: expected 0 (all cores) or a positive number")
+    if requested:
+        return requested
+    return max((usable_cores() if cores is None else cores) // plan.per_machine, 1)
+
+
+def planned_env(plan: WorldPlan, recipe: dict[str, Any], threads: int = 0) -> dict[str, str]:
+    """What the training processes should see: the planned count, checked by the plugin (Ray starts
+    its workers itself, ray_num_workers is the count, so there is nothing to check), and with `threads`
+    the CPU threads of each process (OMP_NUM_THREADS, read by torch at start-up, and MKL's)."""
+    env = {} if recipe.get("use_ray") else {WORLD_SIZE_ENV: str(plan.processes)}
+    if threads:
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), THREADS_ENV: str(threads)}
+    return env

@@ -381,3 +381,37 @@ def test_a_table_row_without_scores_is_told_from_one_with_scores():
     assert demo.has_scores("| SmolLM2-135M MoE (base) |  16.7 |   33.3 |   – |")
     assert not demo.has_scores("| SmolLM2-135M MoE (base) |   –   |    –   | –           |")
     assert not demo.has_scores("| SmolLM2-135M MoE (base) |   nan   |  nan |")
+
+
+def test_all_stops_the_teacher_before_the_train_step_starts(tmp_path):
+    """The teacher (a stand-in with the teacher's command line and a child in its process group) is
+    gone, by PID, before `all` starts training: only the data step uses it."""
+    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)"
+    fake = subprocess.Popen([sys.executable, "-c", code, "serve", "up", "--api-port", "1"], start_new_session=True)
+    seen: dict[str, list[int]] = {}
+
+    class WithTeacher(FakeSteps):
+        def _teacher_step(self):
+            self.teacher.state_file.parent.mkdir(parents=True, exist_ok=True)
+            write_state(self.teacher, fake.pid)
+            return self._record(demo.StepResult("teacher", "done", 0.0))
+
+        def _work(self, step):
+            seen[step] = _group(fake.pid)
+            super()._work(step)
+
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(_group(fake.pid)) < 2:
+            time.sleep(0.05)
+        assert len(_group(fake.pid)) == 2
+        console, _ = quiet_console()
+        run = WithTeacher(tiny_config(tmp_path), console, command="all")
+        assert demo.execute(run, "all") == (None, None)
+        assert len(seen["data"]) == 2  # the teacher served the data step
+        assert seen["train"] == seen["eval"] == seen["serve"] == []  # and was gone before training
+        assert not run.teacher.state_file.exists()
+        assert [r.note for r in run.results if r.step == "teacher"] == [", stopped"]
+    finally:
+        if fake.poll() is None:
+            os.killpg(fake.pid, 9)

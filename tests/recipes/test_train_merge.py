@@ -4,6 +4,7 @@ and `merge` keeps all of it (experts and router included)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -140,3 +141,16 @@ def test_merge_changed_every_expert_and_the_router(merged, tiny_model_dir):
     for key in router_keys:
         assert (merged_state[key] - base_state[key]).abs().max() > 1e-6, key
     assert "MERGE INCOMPLETE" not in (merged.parent / "merge.log").read_text(encoding="utf-8")
+
+
+def test_training_runs_on_every_usable_core(trained):
+    """The training process itself reports its threads (the plugin reads torch and its environment
+    there): accelerate alone would start it with OMP_NUM_THREADS=1, one core of the machine."""
+    from recipes.world import usable_cores
+
+    log = (trained / "train.log").read_text(encoding="utf-8")
+    found = re.findall(r"bimedix: training process rank 0 of 1 \(pid \d+\): torch uses (\d+) CPU threads, OMP_NUM_THREADS=(\w+), planned (\d+)(.*)", log)  # fmt: skip
+    assert len(found) == 1, log[-2000:]
+    used, omp, planned, warning = found[0]
+    cores = usable_cores()
+    assert int(used) == int(omp) == int(planned) == cores and not warning.strip()
