@@ -6,7 +6,11 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
+# The Python that runs bimedix/envs.py (standard library only). The environments are made with Python
+# 3.12: PYTHON itself when you set it (`make env PYTHON=/path/to/python3.12`), else python3.12 on PATH
+# or under pyenv.
 PYTHON ?= python3
+ENV_PYTHON := $(if $(filter command line environment,$(origin PYTHON)),--python $(PYTHON))
 VENV := .venv
 SERVE_VENV := .venv-serve
 PY := $(VENV)/bin/python
@@ -29,20 +33,22 @@ help: ## List every target with one line each
 	@echo
 
 .PHONY: env
-env: ## Create the main environment (.venv: data, training, eval) from requirements/main.lock
-	@$(PYTHON) -m bimedix.envs ensure main
+env: ## Create the main environment (.venv: data, training, eval) from requirements/main.lock, with uv
+	@$(PYTHON) -m bimedix.envs ensure main $(ENV_PYTHON)
 
 .PHONY: env-serve
-env-serve: ## Create the serving environment (.venv-serve: FastChat) from requirements/serve.lock
-	@$(PYTHON) -m bimedix.envs ensure serve
+env-serve: ## Create the serving environment (.venv-serve: FastChat) from requirements/serve.lock, with uv
+	@$(PYTHON) -m bimedix.envs ensure serve $(ENV_PYTHON)
 
 .PHONY: lock
-lock: ## Re-resolve requirements/*.in into the lock files against the package index, for Python 3.11 and 3.12
-	$(PYTHON) -m bimedix.envs lock main
-	$(PYTHON) -m bimedix.envs lock serve
+# UPGRADE=1: the newest releases requirements/*.in allow (otherwise the locks' pins stay where they still fit).
+UPGRADE ?=
+lock: ## Re-resolve requirements/*.in into the lock files with uv (universal, hashed), from the package index alone
+	$(PYTHON) -m bimedix.envs lock main $(if $(filter-out 0 no false,$(UPGRADE)),--upgrade)
+	$(PYTHON) -m bimedix.envs lock serve $(if $(filter-out 0 no false,$(UPGRADE)),--upgrade)
 
 .PHONY: check-locks
-check-locks: ## Resolve every lock against the package index alone (no local wheels), Python 3.11 and 3.12
+check-locks: ## Resolve every lock again against the package index alone (no local wheels); fails on any drift
 	$(PYTHON) -m bimedix.envs check
 
 .PHONY: tiny-model
@@ -63,8 +69,8 @@ format: env ## Rewrite the code in the house format (ruff format, ruff check --f
 
 .PHONY: test
 test: lint env env-serve tiny-model ## Lint, then every test, offline (main env, then serving env)
-	$(TEST_ENV) $(PY) -m pytest tests --ignore=tests/serve
-	$(TEST_ENV) $(SERVE_PY) -m pytest tests/serve
+	$(TEST_ENV) $(PY) -m pytest tests --ignore=tests/serve --durations=10
+	$(TEST_ENV) $(SERVE_PY) -m pytest tests/serve --durations=5
 
 # The stages add their targets here (data, train-*, merge, eval, serve, demo, bench).
 include $(sort $(wildcard bimedix/*.mk data_prep/*.mk recipes/*.mk eval_tasks/*.mk serve/*.mk demo/*.mk benchmarks/*.mk))
@@ -76,5 +82,5 @@ clean: ## Remove what the pipeline produced (models/, data/, outputs/, results/,
 	rm -rf models data outputs results logs build
 
 .PHONY: distclean
-distclean: clean ## clean, and remove both environments
-	rm -rf $(VENV) $(SERVE_VENV)
+distclean: clean ## clean, and remove both environments and the project's uv (.uv/; uv's download cache stays)
+	rm -rf $(VENV) $(SERVE_VENV) .uv

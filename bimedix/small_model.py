@@ -130,12 +130,28 @@ def load_dense(gguf_path: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers import GgufConfig
+
     kwargs = {"gguf_file": gguf_path.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs).eval()
+    # transformers 5.20 keeps a GGUF file's weights packed in their blocks where it finds a matmul
+    # kernel (the `kernels` package, from the hub) and unpacks them only as a fallback: ask for the
+    # dense float32 model always, so the MoE is built from plain weights on every machine.
+    dense = GgufConfig(gguf_file=gguf_path.name, dequantize=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, dtype=torch.float32, quantization_config=dense, **kwargs
+    )
     if model.config.model_type != "llama":
         raise SmallModelError(f"{gguf_path}: loaded as {model.config.model_type}, expected llama")
-    return model, tokenizer
+    packed = [name for name, module in model.named_modules() if "Linear" in type(module).__name__ and type(module) is not torch.nn.Linear]  # fmt: skip
+    if packed:
+        raise SmallModelError(f"{gguf_path}: transformers kept {len(packed)} layers packed ({packed[0]}, ...)")
+    # The weights are plain tensors now, but the model still carries the GGUF quantizer, with which
+    # save_pretrained refuses to write it ("not serializable"): the teacher is written from it.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model.eval(), tokenizer
 
 
 def _fast_tokenizer(tokenizer_json: dict, spec: dict, template: str):

@@ -7,7 +7,7 @@ DEMO_FORCE ?=
 DEMO = @$(TEST_ENV) $(PY) -m demo --model $(SMALL_MODEL) --teacher $(SMALL_TEACHER) $(if $(filter-out 0 no false,$(DEMO_FORCE)),--force)
 
 .PHONY: demo demo-teacher demo-data demo-train demo-eval demo-serve demo-stop demo-status demo-clean bench-demo
-demo: env env-serve small-model ## The whole recipe with the small pretrained MoE: teacher, data, train, eval, serve (stops the teacher at the end)
+demo: env env-serve small-model ## The whole recipe with the small pretrained MoE: teacher, data, train, eval, serve (the teacher stops after the data step)
 	$(DEMO) all
 
 demo-teacher: env env-serve small-model ## Demo step 1: FastChat serving the dense SmolLM2 as the LLM stages' teacher, in the background

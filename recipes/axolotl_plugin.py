@@ -11,7 +11,7 @@ each training process (the repository root is on PYTHONPATH).
 - **Refuses a world size nobody planned for.** `python -m recipes train` works out how many
   processes the launcher will start, sets gradient_accumulation_steps so that the recipe's
   global batch holds, and exports that count as BIMEDIX_WORLD_SIZE. Axolotl multiplies the
-  batch by WORLD_SIZE (axolotl/utils/config/__init__.py:229-237), so if the launcher started a
+  batch by WORLD_SIZE (axolotl/utils/config/__init__.py:255-263), so if the launcher started a
   different number (an accelerate config file, CUDA_VISIBLE_DEVICES changed in between), each
   process stops before loading the model instead of training with a silently different batch.
 - **Says how many CPU threads it computes with.** Each process prints one line with its rank,

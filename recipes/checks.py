@@ -64,7 +64,7 @@ def _field_names(model) -> set[str]:
 
 @lru_cache(maxsize=1)
 def axolotl_keys() -> dict[str, frozenset[str]]:
-    """Key names Axolotl 0.19's schema knows, at the top level and in its nested models."""
+    """Key names the installed Axolotl's schema (0.21.0) knows, at the top level and in its nested models."""
     from axolotl.utils.schemas.config import AxolotlInputConfig
     from axolotl.utils.schemas.datasets import SFTDataset
     from axolotl.utils.schemas.fsdp import FSDPConfig
@@ -352,7 +352,7 @@ def _checkpointing_problems(recipe: Recipe, model_config: dict) -> list[Problem]
     fsdp_checkpointing = bool((data.get("fsdp_config") or {}).get("activation_checkpointing"))
     if data.get("gradient_checkpointing") and fsdp_checkpointing:
         path: KeyPath = ("gradient_checkpointing",)
-        out.append(Problem(recipe.where(path), format_key(path), "must be false with fsdp_config.activation_checkpointing (the Trainer refuses both: transformers/trainer.py:844)"))  # fmt: skip
+        out.append(Problem(recipe.where(path), format_key(path), "must be false with fsdp_config.activation_checkpointing (the Trainer refuses both: transformers/trainer.py:876)"))  # fmt: skip
     if model_config.get("output_router_logits") and data.get("gradient_checkpointing"):
         kwargs = data.get("gradient_checkpointing_kwargs")
         reentrant = not isinstance(kwargs, dict) or kwargs.get("use_reentrant") is not False

@@ -42,7 +42,6 @@ LAUNCHERS = ("accelerate", "torchrun", "python")
 # Axolotl reports usage to a telemetry service unless told not to; without network the
 # process then hangs after training while it retries (measured: >10 minutes).
 AXOLOTL_ENV = {"AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1"}
-RAY_PIN = "ray[train]==2.60.0"
 
 
 class LaunchError(RuntimeError):
@@ -313,7 +312,9 @@ def train(options: RunOptions, registry: Registry, *, launcher: str, launcher_ar
     check(resolved, registry)
     recipe = resolved.recipe
     if recipe.data.get("use_ray") and importlib.util.find_spec("ray") is None:
-        raise LaunchError(f'OVERLAY=ray needs Ray Train, which the locked environment lacks: pip install "{RAY_PIN}"')
+        raise LaunchError(
+            "OVERLAY=ray needs Ray Train, which requirements/main.lock holds but this environment lacks: run `make env`"
+        )
     base_weights(resolved, registry)
     rows = check_data(recipe, options.variant)
     digests = {path: sha256_file(path) for path in rows}

@@ -16,7 +16,7 @@ import statistics
 from dataclasses import dataclass
 
 _DICT = re.compile(r"\{'(?:loss|train_runtime|eval_loss)'[^{}]*\}")
-# Axolotl's packing efficiency of the training data, per rank (axolotl/utils/trainer.py:511-513)
+# Axolotl's packing efficiency of the training data, per rank (axolotl/utils/trainer.py:541-543)
 _PACKING = re.compile(r"sample_packing_eff_est across ranks: \[([^\]]*)\]")
 
 

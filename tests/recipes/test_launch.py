@@ -4,7 +4,6 @@ launchers, and the one-line errors that replace tracebacks."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -115,14 +114,6 @@ def test_overlays_and_launchers_build_the_axolotl_command():
     assert train_command(resolved.run_dir / "axolotl.yaml")[-2:] == ["--launcher", "accelerate"]
     with pytest.raises(LaunchError, match="unknown launcher"):
         train_command(resolved.run_dir / "axolotl.yaml", "mpirun")
-
-
-def test_ray_overlay_without_ray_names_the_pinned_install(tmp_path):
-    if importlib.util.find_spec("ray") is not None:
-        pytest.skip("ray is installed here")
-    options = RunOptions("bilingual", overlay="ray", output_root=str(tmp_path))
-    with pytest.raises(LaunchError, match=r'pip install "ray\[train\]==\d+\.\d+\.\d+"'):
-        train(options, REGISTRY, launcher="accelerate", launcher_args="", dry_run=True)
 
 
 def test_changed_data_clears_the_prepared_cache(tmp_path):

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from importlib import metadata
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from bimedix.envs import ENVS
+from bimedix.envs import ENVS, canonical, read_lock
 
 
 def lock_version(name: str, package: str) -> str:
-    text = ENVS[name].lock_path.read_text()
-    return re.search(rf"^{re.escape(package)}==(\S+)$", text, re.MULTILINE | re.IGNORECASE).group(1)
+    return next(e.version for e in read_lock(ENVS[name].lock_path) if e.key == canonical(package))
 
 
 def test_fastchat_and_gradio_are_the_pinned_ones():
