@@ -88,8 +88,9 @@ def test_gc_freeze_takes_the_loaded_objects_out_of_every_collection(tiny_model_d
     assert result.returncode == 0, result.stderr
     outcome = last_json(result.stdout)
     before, after = outcome["before"], outcome["after"]
-    assert before["frozen"] == 0 and before["walked"] > 100_000, before  # torch, transformers, the model
-    assert after["frozen"] > 100_000 and after["walked"] < 20_000, after
+    # Python 3.12 starts with a few hundred objects frozen already (its own startup's); ours come on top.
+    assert before["frozen"] < 1_000 and before["walked"] > 100_000, before  # torch, transformers, the model
+    assert after["frozen"] - before["frozen"] > 100_000 and after["walked"] < 20_000, after
 
 
 def test_a_fix_is_left_out_only_by_its_exact_name(run_python):
