@@ -128,9 +128,7 @@ def build_info(spec: SmallSpec, role: str) -> dict:
 def load_dense(gguf_path: Path):
     """SmolLM2 as transformers reads the GGUF: a float32 LlamaForCausalLM and its raw tokenizer."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from transformers import GgufConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     kwargs = {"gguf_file": gguf_path.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
