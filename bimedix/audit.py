@@ -30,7 +30,7 @@ from bimedix.arabic import fold_words
 # Prompt scaffolding that leaks into text when an LLM's tagged output is pasted unparsed:
 # <question>, </answer>, <a> .. <e>, Arabic letter tags </ب>, [INST], <s>, <|im_start|>.
 _MARKUP = re.compile(
-    r"</?(?:question|answer|options?|choices?|context|explanation|reasoning|think|[a-e]|[أابجده])>"
+    r"</?(?:question|answer|options?|choices?|context|explanation|reasoning|think|[a-e]|[أابجده])ـ?>"
     r"|\[/?INST\]|</?s>|<\|[a-z_]{2,20}\|>",
     re.IGNORECASE,
 )
