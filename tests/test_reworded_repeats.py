@@ -124,3 +124,22 @@ def test_an_eval_run_counts_reworded_repeats_for_its_results(task_folder):
     assert len(items) == 15
     counts = report.to_dict()["audit_counts"]  # what results.json's "audit" and the table footnote sum
     assert (counts["reworded_repeat"], counts["off_topic_cluster"]) == (11, 12)
+
+
+def test_a_task_read_from_two_files_scores_a_reworded_question_once(tmp_path):
+    from eval_tasks import data
+
+    for name, rows in [("a.csv", [*DISTINCT[:7], FILLER[0]]), ("b.csv", [*DISTINCT[7:], FILLER[1]])]:
+        with open(tmp_path / name, "w", encoding="utf-8", newline="") as fh:
+            csv.writer(fh).writerows([[*row, "A"] for row in rows])
+    entries = [{"task": "bimedix_ar_mmlu_anatomy", "language": "ar", "path": name, "format": "mmlu_csv"}
+               for name in ("a.csv", "b.csv")]  # fmt: skip
+    (tmp_path / "index.yaml").write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+    items, report = data.load_records("bimedix_ar_mmlu_anatomy", data.resolve_source(str(tmp_path)))
+    assert len(items) == len(DISTINCT) + 1 and [i.question for i in items].count(FILLER[0][0]) == 1
+    first, second = report.sources
+    assert (first.rows_scored, second.rows_scored, first.rejects) == (8, 7, [])
+    [reject] = second.rejects
+    assert (reject.where, reject.code) == (f"{second.source}:8", "reworded_repeat")
+    assert f"rewords the question of {first.source}:8" in reject.reason
+    assert second.audit["reworded_repeats"] == 1 and report.to_dict()["audit_counts"]["reworded_repeat"] == 1
