@@ -10,8 +10,9 @@ layout, through data_prep's `mmlu_csv` reader and converter (`read_mmlu_csv`, th
 parses them). A subject whose two files differ in row count is not row-parallel and is left out
 (professional_medicine: 282 English rows, 272 Arabic). Rows whose Arabic question repeats with
 different English questions are an off-topic filler of the Arabic files, not translations: they
-are found as exact duplicate questions, their rewordings as near duplicates of those (Jaccard
-similarity of the canonical words of question and options), and dropped. Without the real files
+are found as exact duplicate questions, their rewordings as members of the same cluster of the
+audit's near-duplicate search (bimedix.dedup.clusters: Jaccard similarity of the canonical words
+of question and options at least bimedix.dedup.REWORDED), and dropped. Without the real files
 it runs on a small parallel sample written for this project (benchmarks/qa_sample/, synthetic, no
 real row), and says so in its output.
 
@@ -52,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from data_prep.dedup import canonical_words  # noqa: E402
+from bimedix.dedup import clusters  # noqa: E402
 from data_prep.llm.checks import Failure, StageView, finished_translation_failures, length_ratios, stage_view  # noqa: E402
 from data_prep.llm.config import load_settings  # noqa: E402
 from data_prep.llm.glossary import default_glossary  # noqa: E402
@@ -63,8 +64,6 @@ SAMPLE = ROOT / "benchmarks" / "qa_sample"
 JUDGEMENTS = ROOT / "benchmarks" / "qa_judgements.tsv"
 LETTERS = "ABCD"
 KINDS = ("dropped_sentence", "changed_number", "left_in_english", "swapped_option", "truncated_option")
-# A reworded copy of a repeated off-topic question shares most of its words; real items share few.
-NEAR_DUPLICATE = 0.5
 TARGETS = {"max_reject_rate": 0.09, "max_false_alarm_share": 1 / 3, "min_detection_rate": 0.95}
 _DIGITS = re.compile(r"\d+")
 
@@ -146,29 +145,29 @@ def load_pairs(root: Path) -> tuple[list[Pair], dict]:
 
 def repeated_off_topic(pairs: list[Pair]) -> set[str]:
     """Pairs whose Arabic is a repeated filler: an Arabic question given more than once, each time
-    beside a different English question, and the near duplicates (rewordings) of those rows."""
+    beside a different English question, and every row reworded from those (a cluster of the audit's
+    near-duplicate search, bimedix.dedup.clusters, that holds one of them)."""
     by_question: dict[str, list[Pair]] = defaultdict(list)
     for pair in pairs:
         by_question[pair.arabic.question].append(pair)
-    seeds = [
-        pair
+    seeds = {
+        pair.where
         for group in by_question.values()
         if len(group) > 1 and len({p.english.question for p in group}) > 1
         for pair in group
-    ]
+    }
     if not seeds:
         return set()
-    seed_words = [_words(p.arabic) for p in seeds]
-    out = set()
-    for pair in pairs:
-        words = _words(pair.arabic)
-        if max(len(words & s) / max(1, len(words | s)) for s in seed_words) >= NEAR_DUPLICATE:
-            out.add(pair.where)
+    out = set(seeds)
+    for cluster in clusters([_text(p.arabic) for p in pairs]):
+        members = {pairs[i].where for i in cluster.members}
+        if members & seeds:
+            out |= members
     return out
 
 
-def _words(row: Row) -> set[str]:
-    return set(canonical_words(" ".join([row.question, *row.options])))
+def _text(row: Row) -> str:
+    return "\n".join([row.question, *row.options])
 
 
 # ---------------------------------------------------------------------------------------------

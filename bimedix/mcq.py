@@ -3,11 +3,22 @@
 Arabic prompts label options with the Arabic letters in abjad order (أ ب ج د ه), as the Arabic
 benchmarks do; English prompts with A B C D E. The fifth Arabic letter is written without the
 tatweel (ه, not هـ) because text normalisation removes tatweel everywhere.
+
+The letter table (`LABELS`, `option_label`) is the one place that says how files write an
+option's label, for every reader (MedArabiQ's lettered lines, the normalised MCQ's "(A) .."
+block, answer keys) and for the generative tasks' answer extraction. It reads text as the readers
+see it, before any normalisation: Latin A-J (either case), Arabic أ ب ج د ه و in abjad order (أ
+also as ا إ آ, ه also as هـ with tatweel, the usual printed form of the fifth letter), or a number
+(ASCII, Arabic-Indic ٠-٩ or Persian ۰-۹, counted from 1); optionally in brackets; then `.` `)`
+`]` `-` `:` or an Arabic comma, semicolon or full stop (، ؛ ۔).
 """
 
 from __future__ import annotations
 
-from bimedix.arabic import fold
+import re
+from typing import NamedTuple
+
+from bimedix.arabic import TATWEEL, ascii_digits, fold, strip_invisible
 
 OPTION_LETTERS: dict[str, tuple[str, ...]] = {
     "en": ("A", "B", "C", "D", "E"),
@@ -43,6 +54,62 @@ _KEY_PUNCTUATION = "()[]{}.:)-–—،؛ "
 
 _AS_WRITTEN = {chr(ord("A") + i): i for i in range(26)} | {chr(ord("a") + i): i for i in range(26)}
 _AS_WRITTEN |= {letter: i for letters in OPTION_LETTERS.values() for i, letter in enumerate(letters)}
+
+
+# The letter table: every label an option line may carry, by script, in order (position 0 first).
+LABELS: dict[str, tuple[str, ...]] = {
+    "latin": tuple("ABCDEFGHIJ"),
+    "arabic": ("أ", "ب", "ج", "د", "ه", "و"),  # abjad order; ه is printed هـ (tatweel) as often as not
+}
+_ARABIC_LABEL_POSITION = {fold(letter): i for i, letter in enumerate(LABELS["arabic"])}  # ا ب ج د ه و
+_LABEL_SEPARATORS = ".)\\]\\-:–—،؛۔"
+# A label: an optional bracket, ONE letter or a number of one or two digits (tatweel may follow a
+# letter), a separator, the option's text. A single letter of any script counts, so that a letter the
+# table lacks is seen as a label (and refused by the reader) rather than read as text.
+_LABEL = re.compile(
+    rf"^\s*(?P<open>[(\[]?)\s*(?P<token>[^\W\d_]|[0-9٠-٩۰-۹]{{1,2}}){TATWEEL}*\s*(?P<sep>[{_LABEL_SEPARATORS}])\s?(?P<text>.*)$",
+    re.DOTALL,
+)
+
+
+class Label(NamedTuple):
+    """An option line's label: its position (None: a letter the table lacks), script, and the rest."""
+
+    position: int | None
+    script: str  # "latin", "arabic", "number" or "other"
+    token: str  # as written (tatweel and invisible marks removed)
+    text: str  # the option's text after the label, as written
+    bracketed: bool  # written "(A)" / "[A]" rather than "A." / "A)"
+
+
+def label_position(token: str) -> tuple[int | None, str]:
+    """A label's token ('B', 'b', 'ب', 'إ', 'هـ', '3', '٣', '۳') -> (position, script): script "latin",
+    "arabic" or "number" (counted from 1), "other" for any other letter; position None for a letter
+    the table lacks (K, ز, ...)."""
+    token = strip_invisible(token).replace(TATWEEL, "").strip()
+    digits = ascii_digits(token)
+    if digits.isascii() and digits.isdigit():
+        return int(digits) - 1, "number"
+    if len(token) != 1:
+        return None, "other"
+    if token.isascii():
+        index = ord(token.upper()) - ord("A")
+        return (index if 0 <= index < len(LABELS["latin"]) else None), "latin" if token.isalpha() else "other"
+    if "\u0600" <= token <= "\u06ff":
+        return _ARABIC_LABEL_POSITION.get(fold(token)), "arabic"
+    return None, "other"
+
+
+def option_label(line: str) -> Label | None:
+    """The label that opens an option line ('هـ. نص', '(B) text', '٣- نص'), or None when the line has none."""
+    match = _LABEL.match(strip_invisible(line))
+    if match is None:
+        return None
+    closer = {"(": ")", "[": "]"}.get(match["open"])
+    if closer and match["sep"] != closer:
+        return None  # "(B." or "(B]" is no label
+    position, script = label_position(match["token"])
+    return Label(position, script, match["token"], match["text"], bool(match["open"]))
 
 
 def letter_position(letter: str) -> int | None:

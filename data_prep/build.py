@@ -37,12 +37,12 @@ import orjson
 
 from bimedix.audit import FileAudit
 from bimedix.chat import system_message
+from bimedix.dedup import MinHasher, Words, sequence_hashes, word_hashes
 from bimedix.files import sha256_file
 from bimedix.formats import SourceFile, decode, iter_rows, mmlu_subject
 from data_prep.card import write_card
 from data_prep.config import Mix, Settings, display, source_files
 from data_prep.decontam import EvalIndex
-from data_prep.dedup import MinHasher, Words, sequence_hashes, word_hashes
 from data_prep.records import LANGUAGES, TASKS, DataPrepError, Record, Reject, output_row, record_id
 from data_prep.sources import SourceContext, get_format
 from data_prep.states import (

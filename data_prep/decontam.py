@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bimedix import arabic
+from bimedix.dedup import NgramIndex
 from bimedix.formats import Item
-from data_prep.dedup import NgramIndex
 from data_prep.records import DataPrepError
 
 

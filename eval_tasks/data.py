@@ -454,6 +454,7 @@ def load_records(
         items, report = _load_hub(task_id, cache_only=cache_only)
     else:
         items, report = _load_local(task_id, source)
+    items = _reworded_across_files(items, report)
     if not items:
         first = f" (first: {report.rejects[0].where}: {report.rejects[0].reason})" if report.rejects else ""
         raise EvalDataError(
@@ -461,6 +462,43 @@ def load_records(
         )
     REPORTS[task_id.data_name] = report
     return items, report
+
+
+def _reworded_across_files(items: list[Item], report: LoadReport) -> list[Item]:
+    """A task read from several files scores a question once across them: a question that rewords
+    (or repeats) one of an earlier file is the audit's reworded_repeat of its own file, counted
+    against that file's max_repeated_share. (Within one file the format layer has done this already.)"""
+    if len(report.sources) < 2:
+        return items
+    from bimedix.audit import near_text
+    from bimedix.dedup import clusters
+
+    owner = [k for k, sub in enumerate(report.sources) for _ in range(sub.rows_scored)]
+    later: dict[int, int] = {}  # item index -> index of the first copy, in another file
+    for cluster in clusters([near_text(item) for item in items]):
+        first = cluster.members[0]
+        for m in cluster.members[1:]:
+            if owner[m] != owner[first]:
+                later[m] = first
+    if not later:
+        return items
+    dropped: dict[int, list[int]] = {}
+    for m, first in sorted(later.items()):
+        sub = report.sources[owner[m]]
+        where = f"{report.sources[owner[first]].source}:{items[first].line}"
+        sub.rejects.append(Reject(f"{sub.source}:{items[m].line}", f"rewords the question of {where} (audit: reworded_repeat across the task's files)", "reworded_repeat"))  # fmt: skip
+        dropped.setdefault(owner[m], []).append(items[m].line)
+    for k, lines in dropped.items():
+        sub = report.sources[k]
+        sub.rows_scored -= len(lines)
+        sub.audit["used"] = sub.audit.get("used", 0) - len(lines)
+        sub.audit["reworded_repeats"] = sub.audit.get("reworded_repeats", 0) + len(lines)
+        sub.audit.setdefault("findings", []).append(
+            {"code": "reworded_repeat", "count": len(lines), "rejected": True,
+             "at": f"{sub.source}:" + ",".join(map(str, lines[:5])) + (",..." if len(lines) > 5 else ""),
+             "message": "rewords a question of an earlier file of the same task: scored once"}
+        )  # fmt: skip
+    return [item for i, item in enumerate(items) if i not in later]
 
 
 def gate_problems(report: LoadReport, gate: Gate | None = None) -> list[str]:

@@ -20,7 +20,7 @@ except ImportError:  # run by lm-eval's own CLI without the repository on PYTHON
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bimedix.arabic import fold as normalise
-from bimedix.mcq import OPTION_LETTERS, PUBMEDQA_LABELS
+from bimedix.mcq import OPTION_LETTERS, PUBMEDQA_LABELS, label_position
 from eval_tasks import registry
 
 
@@ -64,7 +64,6 @@ def doc_to_target_generative(doc: dict) -> str:
 
 # -- answer extraction for the generative variant --------------------------------------------------
 
-_ARABIC_LETTERS = [normalise(letter) for letter in OPTION_LETTERS["ar"]]  # hamza-less: ا ب ج د ه
 _AR = "\u0621-\u064a\u0671-\u06d3"  # Arabic letters, not Arabic punctuation (، ؛ ؟)
 _LETTER = rf"([A-E]|[{_AR}]|[1-5])"  # capitals only: a lower-case "a" is an article, not an option
 _NOT_WORD = rf"(?![\w{_AR}])"
@@ -81,13 +80,9 @@ _CUES = [
 
 
 def _choice_index(token: str, language: str, n: int) -> int | None:
-    if token.isdigit():
-        index = int(token) - 1
-    elif "A" <= token <= "E":
-        index = ord(token) - ord("A")
-    elif language == "ar" and token in _ARABIC_LETTERS:
-        index = _ARABIC_LETTERS.index(token)
-    else:
+    """A label the reply names -> the option index, through the one letter table (bimedix.mcq)."""
+    index, script = label_position(token)
+    if index is None or script == "other" or (script == "arabic" and language != "ar"):
         return None
     return index if 0 <= index < n else None
 

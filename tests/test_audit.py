@@ -32,7 +32,7 @@ def audit_of(rows, fmt="mmlu_csv"):
 
 def test_findings_name_file_lines_and_counts():
     rows = [["Which bone is longest?", "Femur", "Tibia", "Ulna", "Radius", "A"]] * 2
-    rows += [["Which bone is longest?", "Humerus", "Tibia", "Ulna", "Radius", "A"]]
+    rows += [["Which bone is longest?", "Stapes", "Sternum", "Clavicle", "Patella", "A"]]  # other options
     rows += [["Which gland makes insulin?", "Pancreas", "Liver", "Spleen", "Kidney", "E"]]
     audit = audit_of(rows)
     assert audit.lines() == [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bimedix.arabic import TextError, detect_language, fold, fold_words, normalise, visible
+from bimedix.dedup import canonical_words
 from bimedix.mcq import answer_index, letter_key, pubmedqa_label
-from data_prep.dedup import canonical_words
 
 
 @pytest.mark.parametrize(

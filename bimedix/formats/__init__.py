@@ -214,6 +214,15 @@ def convert_rows(
             continue
         by_line[line] = result
         read.items.append(result)
+    reworded = read.audit.reworded_rows()  # keyed by position among the kept rows: read.items' order
+    if reworded:  # a later reworded copy is used once, as a duplicate is: the first of its cluster stays
+        later = [(item.line, reworded[i]) for i, item in enumerate(read.items) if i in reworded]
+        read.items = [item for i, item in enumerate(read.items) if i not in reworded]
+        read.rejects += [
+            (line, Reject("reworded_repeat", f"rewords the question of line {first} (audit: reworded_repeat)"))
+            for line, first in later
+        ]
+        read.rejects.sort(key=lambda r: r[0])
     return read
 
 

@@ -26,7 +26,7 @@ from bimedix.formats.items import (
     text,
     yes_no_maybe_item,
 )
-from bimedix.mcq import MAX_OPTIONS, OPTION_LETTERS, PUBMEDQA_LABELS, letter_key, letter_position, pubmedqa_label
+from bimedix.mcq import LABELS, MAX_OPTIONS, OPTION_LETTERS, PUBMEDQA_LABELS, letter_key, option_label, pubmedqa_label
 
 # ---------------------------------------------------------------------------------------------
 # MedQA (USMLE): question, options {A..D} or {A..E}, answer_idx, answer, meta_info
@@ -261,26 +261,39 @@ def convert_mmlu_csv(row: Any, ctx: Context, line: int = 0) -> Item:
 # The normalised MCQ (Apollo / XMedBench, and what the LLM stages write):
 # {question, options "(A) ..\n(B) ..", answer "(A)", context?, source?, id?, explanation?, language?}
 
-_OPTION_LINE = re.compile(r"^\s*\(\s*([A-Za-z]|[أابجده])\s*\)\s?(.*)$")
+
+def _cell_line(field: str, number: int, line: str) -> str:
+    return f"line {number} of field '{field}' ({' '.join(line.split())[:40]!r})"
 
 
 def parse_option_block(block: str) -> list[str]:
-    """'(A) first\\n(B) second' -> ['first', 'second']; a line without a letter continues the option above."""
-    letters: list[int] = []
+    """'(A) first\\n(B) second' -> ['first', 'second']; a line without a label continues the option above.
+
+    Labels are the letter table's (bimedix.mcq: Latin, or Arabic with هـ for the fifth), bracketed. A
+    bracketed label that is not the next letter (a letter skipped or repeated, one the table lacks) is
+    refused naming its line within the field: the options cannot be told apart, and are never merged.
+    """
     options: list[str] = []
-    for line in arabic.strip_invisible(block).split("\n"):
-        match = _OPTION_LINE.match(line)
-        if match:
-            letters.append(letter_position(match.group(1)))
-            options.append(match.group(2).rstrip())
+    script = None
+    for number, line in enumerate(arabic.strip_invisible(block).split("\n"), 1):
+        label = option_label(line)
+        if label is not None and label.bracketed:
+            expected = len(options)
+            if label.position != expected or (script is not None and label.script != script):
+                shown = LABELS[script or "latin"][expected] if expected < len(LABELS[script or "latin"]) else "?"
+                raise RowError(
+                    "bad_options",
+                    f"option labels not in order: {_cell_line('options', number, line)} is labelled "
+                    f"{label.token!r} where ({shown}) was due; the options cannot be told apart",
+                )
+            script = label.script
+            options.append(label.text.rstrip())
         elif options and line.strip():
             options[-1] = f"{options[-1]}\n{line.rstrip()}"
         elif line.strip():
             raise RowError("bad_options", "field 'options' must be lines '(A) ...', one per option")
     if not options:
         raise RowError("bad_options", "field 'options' has no '(A) ...' lines")
-    if letters != list(range(len(letters))):
-        raise RowError("bad_options", f"option letters are not A, B, C... in order ({len(options)} options)")
     return options
 
 
@@ -372,21 +385,46 @@ def convert_chat_jsonl(row: Any, ctx: Context, line: int = 0) -> Item:
 # ---------------------------------------------------------------------------------------------
 # MedArabiQ multiple-choice CSV (nyuad-cai/MedArabiQ, multiple-choice-questions.csv): a header
 # Question,Answer,Category; Question holds the stem, then the options on their own lines lettered
-# أ. ب. ج. د. (sometimes ه.); Answer holds the full text of the correct option, letter included.
+# أ. ب. ج. د. (sometimes ه. or هـ.); Answer holds the full text of the correct option, letter included.
 
-_ARABIC_OPTION = re.compile(r"^\s*\(?\s*([أابجده])\s*[.)\-:]\s*(.*)$")
+_MEDARABIQ_SCRIPTS = ("arabic", "number")  # its labels: Arabic letters (أ. .. هـ.), or numbers
 
 
-def split_arabic_options(block: str) -> tuple[str, list[str]]:
-    """'stem\\nأ. x\\nب. y' -> ('stem', ['x', 'y']); a line after an option without a letter continues it."""
+def split_arabic_options(block: str, field: str = "Question") -> tuple[str, list[str]]:
+    """'stem\\nأ. x\\nب. y' -> ('stem', ['x', 'y']); a line after an option without a label continues it.
+
+    Labels are the letter table's (bimedix.mcq.option_label: أ ب ج د ه/هـ و, or numbers, with . ) - :
+    or Arabic punctuation), in order from the first. A run of labels of another kind before the options
+    (a stem's numbered statements) stays in the stem. A line after the first option that opens with a
+    label but not the next one (a letter skipped, repeated or unknown to the table) is refused naming
+    the line: the options cannot be told apart, so they are never merged.
+    """
     stem: list[str] = []
     options: list[str] = []
-    for line in arabic.strip_invisible(block).replace("\r\n", "\n").split("\n"):
-        match = _ARABIC_OPTION.match(line)
-        if match and letter_position(match.group(1)) == len(options):
-            options.append(match.group(2).strip())
+    raw: list[str] = []  # the lines of the options so far, as written
+    script = None
+    for number, line in enumerate(arabic.strip_invisible(block).replace("\r\n", "\n").split("\n"), 1):
+        label = option_label(line)
+        if label is not None and label.script not in _MEDARABIQ_SCRIPTS:
+            label = None  # "E. coli" opening a line is text
+        if label is not None and label.position == 0 and options and label.script != script:
+            stem += raw  # the lines read as options were the stem's own numbered list
+            options, raw = [], []
+        if label is not None and label.position == len(options) and (not options or label.script == script):
+            script = label.script
+            options.append(label.text.strip())
+            raw.append(line)
+        elif options and label is not None:
+            due = LABELS["arabic"][len(options)] if len(options) < len(LABELS["arabic"]) else "?"
+            raise RowError(
+                "bad_options",
+                f"option labels not in order: {_cell_line(field, number, line)} opens with label "
+                f"{label.token!r} where {due if script == 'arabic' else len(options) + 1} was due; the options "
+                "cannot be told apart",
+            )
         elif options and line.strip():
             options[-1] = f"{options[-1]}\n{line.strip()}"
+            raw.append(line)
         elif not options:
             stem.append(line)
     return "\n".join(stem).strip(), options
@@ -401,16 +439,18 @@ def convert_medarabiq_csv(row: Any, ctx: Context, line: int = 0) -> Item:
         raise RowError("missing_field", "field 'Question' has no question before its options")
     if len(options) < 2:
         raise RowError("bad_options", f"field 'Question' has {len(options)} lettered options (أ. ب. ج. د.)")
-    match = _ARABIC_OPTION.match(arabic.strip_invisible(answer).strip())
-    by_text = _answer_by_text(match.group(2) if match else answer, options)
-    if match:
-        index = letter_position(match.group(1))
+    label = option_label(answer.strip())
+    if label is not None and label.script not in _MEDARABIQ_SCRIPTS:
+        label = None
+    by_text = _answer_by_text(label.text if label else answer, options)
+    if label:
+        index = label.position
         if index is not None and index < len(options) and by_text not in (None, index):
             raise RowError(
-                "answer_mismatch", f"answer {answer[:60]!r} names option {match.group(1)} but has another option's text"
+                "answer_mismatch", f"answer {answer[:60]!r} names option {label.token} but has another option's text"
             )
-        if index is not None and index < len(options) and by_text is None and match.group(2).strip():
-            raise RowError("answer_mismatch", f"answer {answer[:60]!r} is not the text of option {match.group(1)}")
+        if index is not None and index < len(options) and by_text is None and label.text.strip():
+            raise RowError("answer_mismatch", f"answer {answer[:60]!r} is not the text of option {label.token}")
     else:
         index = by_text
     category = field_text(row, "category", required=False) or None

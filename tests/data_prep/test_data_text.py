@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from data_prep.dedup import MinHasher, NgramIndex, canonical_words, sequence_hashes, word_hash, word_hashes
+from bimedix.dedup import MinHasher, NgramIndex, canonical_words, sequence_hashes, word_hash, word_hashes
 
 TRICKY = [
     "Hello, World! The pH is 7.4",

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import xxhash
 
-from bimedix.arabic import DIACRITICS, FOLDED_LETTERS, TATWEEL
+from bimedix.arabic import DIACRITICS, FOLDED_LETTERS, TATWEEL, numbers
 
 _SEED = 0xB1ED1C5
 _P = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the rolling n-gram hash (golden ratio)
@@ -421,3 +421,144 @@ class NgramIndex:
         share = matched / np.maximum(self.item_ngrams, 1)
         best = int(np.argmax(share))
         return float(share[best]), best
+
+
+# ---------------------------------------------------------------------------------------------
+# Reworded repeats: clusters of questions whose canonical words mostly agree (the audit's, and
+# benchmarks/bench_qa's). Measured on the Arabic MMLU files of ../shared/realdata (bimedix/README.md):
+# rewordings of one question share 0.30-0.89 of their words (question and options), unrelated
+# questions of one file at most 0.35; the cut is REWORDED = 0.4, and clusters join every pair above it.
+
+REWORDED = 0.4
+# LSH for the candidates, then the exact Jaccard similarity of each candidate pair: 32 bands of 3
+# minima over word sets (shingle 1) catch a pair at Jaccard 0.4 with probability 0.88, at 0.5 with
+# 0.99 (and a cluster, joined through any of its pairs, almost surely), while a pair at 0.1 becomes a
+# candidate with probability 0.03, so the exact check stays cheap on files of 10^5 questions.
+AUDIT_MINHASHER = {"num_perm": 96, "bands": 32, "shingle": 1}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Texts (their indices, first first) that reword one another, and the closest pair's similarity."""
+
+    members: tuple[int, ...]
+    similarity: float  # the smallest similarity among the pairs that joined the cluster
+
+
+def word_sets(texts: list[str]) -> list[frozenset[int]]:
+    """The set of canonical word hashes of every text (what `jaccard` compares)."""
+    words = word_hashes(texts)
+    data, bounds = words.hashes.tolist(), words.bounds.tolist()
+    return [frozenset(data[bounds[i] : bounds[i + 1]]) for i in range(words.count)]
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 1.0
+
+
+def number_key(text: str) -> tuple:
+    """The numbers of a text, as a sorted multiset: a rewording keeps them, a templated sibling
+    ("muscle number 3", "a dose of 20 mg") changes them, and is another question."""
+    return tuple(sorted(numbers(text).items()))
+
+
+class _Forest:
+    """Union-find over text indices (the clusters)."""
+
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def root(self, i: int) -> int:
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(self, i: int, j: int) -> None:
+        a, b = self.root(i), self.root(j)
+        if a != b:
+            self.parent[max(a, b)] = min(a, b)
+
+
+def _links(
+    texts: list[str], threshold: float, same_numbers: bool, every_pair: bool
+) -> tuple[list[tuple[int, int, float]], _Forest]:
+    """The LSH search: pairs that share a band key, checked exactly. every_pair=False checks a text
+    against one member per cluster already formed in its bucket, not against every member: the
+    clusters come out the same up to pairs LSH would also miss, and a bucket of m copies of one
+    question costs m checks instead of m^2 / 2 (the off-topic filler is just such a bucket)."""
+    forest = _Forest(len(texts))
+    if len(texts) < 2:
+        return [], forest
+    minhasher = MinHasher(**AUDIT_MINHASHER)
+    words = word_hashes(texts)
+    data, bounds = words.hashes.tolist(), words.bounds.tolist()
+    sets = [frozenset(data[bounds[i] : bounds[i + 1]]) for i in range(len(texts))]
+    # one shingle = one word: the signature is a MinHash of the word SET (repeats do not count)
+    keys = minhasher.band_keys(minhasher.signatures(words, sequence_hashes(words)))
+    number_keys = [number_key(t) for t in texts] if same_numbers else []
+    seen: set[tuple[int, int]] = set()
+    out = []
+
+    def check(i: int, j: int) -> bool:
+        if (i, j) in seen:
+            return False
+        seen.add((i, j))
+        if same_numbers and number_keys[i] != number_keys[j]:
+            return False
+        similarity = jaccard(sets[i], sets[j])
+        if similarity < threshold:
+            return False
+        out.append((i, j, similarity))
+        forest.join(i, j)
+        return True
+
+    for band in range(minhasher.bands):
+        column = keys[:, band]
+        order = np.argsort(column, kind="stable")
+        ordered = column[order]
+        starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+        ends = np.concatenate([starts[1:], [len(order)]])
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            if end - start < 2:
+                continue
+            members = sorted(order[start:end].tolist())
+            if every_pair:
+                for x, i in enumerate(members):
+                    for j in members[x + 1 :]:
+                        check(i, j)
+                continue
+            representatives: dict[int, int] = {}  # cluster root -> its first member in this bucket
+            for j in members:
+                for i in list(representatives.values()):
+                    if forest.root(i) != forest.root(j):
+                        check(i, j)
+                representatives = {forest.root(i): i for i in representatives.values()}
+                representatives.setdefault(forest.root(j), j)
+    return sorted(out), forest
+
+
+def similar_pairs(
+    texts: list[str], threshold: float = REWORDED, *, same_numbers: bool = True
+) -> list[tuple[int, int, float]]:
+    """(i, j, Jaccard) for every pair of texts whose canonical word sets agree at least `threshold`,
+    i < j, found through MinHash LSH and checked exactly (a pair LSH misses is not reported).
+    same_numbers: a pair whose numbers differ (`number_key`) is not similar, however many words agree.
+    Quadratic in the size of a bucket: for clusters of many copies, `clusters` is the one to call."""
+    return _links(texts, threshold, same_numbers, every_pair=True)[0]
+
+
+def clusters(texts: list[str], threshold: float = REWORDED, *, same_numbers: bool = True) -> list[Cluster]:
+    """Groups of two or more texts joined by pairs at or above `threshold` (single linkage), each in
+    text order, the clusters in order of their first text."""
+    pairs, forest = _links(texts, threshold, same_numbers, every_pair=False)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(texts)):
+        groups.setdefault(forest.root(i), []).append(i)
+    weakest: dict[int, float] = {}
+    for i, _, similarity in pairs:
+        r = forest.root(i)
+        weakest[r] = min(weakest.get(r, 1.0), similarity)
+    return [Cluster(tuple(m), weakest[r]) for r, m in sorted(groups.items()) if len(m) > 1]
