@@ -396,7 +396,7 @@ def compile_command(uv: Path, env: Env, output: Path, scratch: Path, upgrade: bo
         "--excludes",
         EXCLUDED.relative_to(ROOT),
         "--custom-compile-command",
-        f"make lock ({env.name})",
+        f"make lock  (python3 -m bimedix.envs lock {env.name})",
     ]
     if env.same_as_main:  # the main lock's versions of the shared model stack, as constraints
         main = {e.key: e for e in read_lock(ENVS["main"].lock_path)}
@@ -412,10 +412,8 @@ def compile_command(uv: Path, env: Env, output: Path, scratch: Path, upgrade: bo
 
 
 def _stable_text(path: Path, env: Env, scratch: Path) -> None:
-    """uv writes the command it ran into the header and the constraints file into the annotations;
-    keep the shipped files free of scratch paths."""
+    """uv writes the constraints file into the annotations; keep the shipped files free of scratch paths."""
     text = path.read_text()
-    text = re.sub(r"(?m)^#    make lock .*$", f"#    make lock  (python3 -m bimedix.envs lock {env.name})", text)
     text = text.replace(f"-c {scratch / 'same-as-main.txt'}", f"-c {ENVS['main'].lock} (the shared model stack)")
     path.write_text(text)
 
