@@ -7,11 +7,15 @@ each training process (the repository root is on PYTHONPATH).
   generator, so two runs of one recipe start from different adapters and `seed: 42` does not
   make a run repeatable (checked on the tiny recipe: every lora_A differed between two runs).
   This seeds torch, numpy and random with the recipe's seed right before peft builds the
-  adapter (Axolotl's `pre_lora_load` hook, axolotl/loaders/model.py:203).
+  adapter (Axolotl's `pre_lora_load` hook, axolotl/loaders/model.py:343). That was Axolotl
+  0.19; Axolotl 0.21 also re-draws every fresh lora_A from `seed` itself, per module name,
+  right after peft builds the adapter (axolotl/loaders/model.py:348,
+  axolotl/loaders/adapter.py:312-358). The hook stays: it costs nothing, and it keeps the rest
+  of what peft draws (and an Axolotl without that re-draw) repeatable.
 - **Refuses a world size nobody planned for.** `python -m recipes train` works out how many
   processes the launcher will start, sets gradient_accumulation_steps so that the recipe's
   global batch holds, and exports that count as BIMEDIX_WORLD_SIZE. Axolotl multiplies the
-  batch by WORLD_SIZE (axolotl/utils/config/__init__.py:255-263), so if the launcher started a
+  batch by WORLD_SIZE (axolotl/utils/config/__init__.py:254-263), so if the launcher started a
   different number (an accelerate config file, CUDA_VISIBLE_DEVICES changed in between), each
   process stops before loading the model instead of training with a silently different batch.
 - **Says how many CPU threads it computes with.** Each process prints one line with its rank,

@@ -313,7 +313,11 @@ def rule_problems(recipe: Recipe, hardware: Hardware, registry: Registry) -> lis
                     problem((section, index, key), f"expected {value!r} (the data stage's messages JSON lines)")
 
     # Distributed: refuse what is known not to work.
+    # Axolotl 0.21 reads an fsdp_config without fsdp_version as FSDP2
+    # (axolotl/utils/schemas/validation.py:1536-1552).
     fsdp_version = str(data.get("fsdp_version") or (data.get("fsdp_config") or {}).get("fsdp_version") or "")
+    if data.get("fsdp_config") and not fsdp_version:
+        fsdp_version = "2"
     if fsdp_version == "2" and data.get("optimizer") not in rules.fsdp2_optimizers:
         problem(
             ("optimizer",),
@@ -339,13 +343,14 @@ def rule_problems(recipe: Recipe, hardware: Hardware, registry: Registry) -> lis
 def _checkpointing_problems(recipe: Recipe, model_config: dict) -> list[Problem]:
     """Activation checkpointing must be non-reentrant when the router aux loss is on.
 
-    Axolotl sets `gradient_checkpointing_kwargs: {use_reentrant: true}` when the key is unset
-    (axolotl/utils/config/__init__.py:395-401), and the Trainer passes it on to every layer
-    (transformers/trainer.py:1403-1410). transformers 5 collects Mixtral's router_logits through
+    When `use_reentrant` is unset, Axolotl picks it: 0.19 made it true always, 0.21 makes it true
+    under DeepSpeed ZeRO-3 and false otherwise (axolotl/utils/config/__init__.py:470-483), and the
+    Trainer passes it on to every layer (transformers/trainer.py:1500-1511). A recipe therefore
+    says it explicitly. transformers 5 collects Mixtral's router_logits through
     forward hooks; under reentrant checkpointing the first forward runs without grad, so the
     aux loss is added to the loss value but carries no gradient: the router never learns from
     router_aux_loss_coef. Non-reentrant checkpointing (or FSDP's activation_checkpointing, which
-    is non-reentrant: axolotl/monkeypatch/accelerate/fsdp2.py:477-492) keeps the graph.
+    is non-reentrant: axolotl/monkeypatch/accelerate/fsdp2.py:516-533) keeps the graph.
     """
     data = recipe.data
     out = []
@@ -358,7 +363,11 @@ def _checkpointing_problems(recipe: Recipe, model_config: dict) -> list[Problem]
         reentrant = not isinstance(kwargs, dict) or kwargs.get("use_reentrant") is not False
         if reentrant:
             path = ("gradient_checkpointing_kwargs",) if "gradient_checkpointing_kwargs" in data else ("gradient_checkpointing",)  # fmt: skip
-            unset = "unset, Axolotl makes it reentrant" if "gradient_checkpointing_kwargs" not in data else "reentrant"
+            unset = (
+                "reentrant"
+                if isinstance(kwargs, dict) and "use_reentrant" in kwargs
+                else "left to Axolotl (reentrant under ZeRO-3 in 0.21, everywhere in 0.19)"
+            )
             out.append(
                 Problem(
                     recipe.where(path),

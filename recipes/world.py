@@ -2,7 +2,7 @@
 recipe's global batch on that many.
 
 Axolotl multiplies the batch by the number of processes (WORLD_SIZE;
-axolotl/utils/config/__init__.py:255-263) and never changes gradient_accumulation_steps, so the
+axolotl/utils/config/__init__.py:254-263) and never changes gradient_accumulation_steps, so the
 one-GPU recipe (1 x 16 packed rows) started by `accelerate launch` on an 8-GPU host (accelerate
 starts one process per visible GPU when no config says otherwise,
 accelerate/commands/launch.py, `_validate_launch_command`) would train with 128 rows per step:

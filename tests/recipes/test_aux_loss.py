@@ -2,8 +2,8 @@
 `axolotl train` for one optimizer step from the same (seeded) adapter, updates the router's LoRA
 differently with router_aux_loss_coef 0.02 than with 0.
 
-Under reentrant checkpointing (Axolotl's default when gradient_checkpointing_kwargs is unset)
-the router logits that transformers collects for the aux loss carry no gradient: both runs
+Under reentrant checkpointing (Axolotl 0.19's default when gradient_checkpointing_kwargs is
+unset; 0.21's under ZeRO-3) the router logits that transformers collects for the aux loss carry no gradient: both runs
 would update the router identically. The control: the last layer's expert LoRA, which the aux
 loss cannot reach (the last router reads the hidden state before those experts), must be updated
 identically in both runs, which shows that the two runs start from the same adapter and differ

@@ -96,8 +96,8 @@ BROKEN = {
     "flash on cpu": ({"attn_implementation": "flash_attention_2"}, "packed samples stay apart only with sdpa"),
     "checkpointing left to Axolotl (reentrant)": (
         {"gradient_checkpointing_kwargs": _DELETE},
-        "gradient_checkpointing: checkpointing is unset, Axolotl makes it reentrant: under reentrant checkpointing "
-        "the router logits carry no gradient",
+        "gradient_checkpointing: checkpointing is left to Axolotl (reentrant under ZeRO-3 in 0.21, everywhere in "
+        "0.19): under reentrant checkpointing the router logits carry no gradient",
     ),
     "reentrant checkpointing": (
         {"gradient_checkpointing_kwargs": {"use_reentrant": True}},
@@ -183,12 +183,17 @@ def test_checkpointing_may_be_off_or_fsdp_non_reentrant():
     )
 
 
+@pytest.mark.parametrize("versioned", [True, False], ids=["fsdp_version 2", "fsdp_version unset"])
 @pytest.mark.parametrize("optimizer", ["paged_adamw_8bit", "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_32bit"])
-def test_fsdp2_refuses_the_bitsandbytes_optimizers(optimizer):
-    """Axolotl refuses adamw_8bit / adamw_bnb_8bit with FSDP2; the paged ones are the same family."""
+def test_fsdp2_refuses_the_bitsandbytes_optimizers(optimizer, versioned):
+    """Axolotl refuses adamw_8bit / adamw_bnb_8bit with FSDP2; the paged ones are the same family.
+    An fsdp_config without fsdp_version is FSDP2 to Axolotl 0.21, and so to the check."""
     recipe = merge(load(BILINGUAL), load(REGISTRY.overlay("fsdp2").file))
     assert recipe.data["optimizer"] in REGISTRY.rules.fsdp2_optimizers
     recipe.data["optimizer"] = optimizer
+    if not versioned:
+        recipe.data.pop("fsdp_version")
+        recipe.data["fsdp_config"].pop("fsdp_version", None)
     found = problems_of(recipe, "8x-h100-80gb")
     assert any(p.startswith("recipes/multigpu/fsdp2.yaml") and f"optimizer: {optimizer!r} with FSDP2" in p for p in found), found  # fmt: skip
 
