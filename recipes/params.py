@@ -26,7 +26,7 @@ class ParamCount:
     trainable: int  # adapter parameters
     by_group: dict[str, int]  # attention / experts / router
     source: str  # where the dimensions came from
-    # elements of the full delta weight peft's ParamWrapper materialises per targeted parameter
+    # elements of the full-size weight peft's ParamWrapper builds per targeted parameter (ΔW in peft 0.20, W + s·B·A in 0.21)
     # (one layer's, e.g. {"mlp.experts.gate_up_proj": 939_524_096}); its gradient is as large
     delta_elements: dict[str, int]
     # the same targets and rank on transformers 4's layout (each expert's w1, w2, w3 an nn.Linear
