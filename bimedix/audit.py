@@ -17,6 +17,10 @@ Findings per file:
 - `off_topic_cluster`: a cluster of OFF_TOPIC (10) or more reworded copies in one file. One
   question that recurs that often within one subject is a scraping or templating accident (the
   Arabic MMLU files repeat a question about IP-address spoofing 6 to 157 times each), not an exam.
+- `reworded_not_audited`: a file too large for the reworded-repeat search (more candidate pairs
+  than `bimedix.dedup.PAIR_LIMIT`, which a file of a few 10^4 short questions reaches: the
+  candidates grow with the square of the rows). Reported, not refused: its exact repeats are
+  still found, and a training build's own near-duplicate pass still runs.
 - `option_counts`: rows with different numbers of options in one file (MedQA's 4- and 5-option
   layouts mixed, say).
 - every reject code the readers give (answer not among the options, script that does not match
@@ -113,6 +117,7 @@ class FileAudit:
     _options: Counter = field(default_factory=Counter)  # option count -> rows
     _first_with: dict = field(default_factory=dict)  # option count -> first line
     _near: list = field(default_factory=list)  # (line, text, kept index) of kept questions, for the rewording audit
+    _not_audited: str = ""  # why the rewording audit could not run (too large a search), if so
     _clusters: list | None = None  # [(lines, kept indices, similarity, sample)], computed once by reworded()
     _rejects: Counter = field(default_factory=Counter)  # code -> rows
     _reject_lines: dict = field(default_factory=dict)  # code -> first lines
@@ -150,9 +155,14 @@ class FileAudit:
 
     def _reworded(self) -> list[tuple[list[int], list[int], float, str]]:
         if self._clusters is None:
-            from bimedix.dedup import clusters  # numpy: imported when a file is audited, not with bimedix
+            from bimedix.dedup import SearchTooLarge, clusters  # numpy: imported when a file is audited
 
             texts = [text for _, text, _ in self._near]
+            self._not_audited = ""
+            try:
+                found = clusters(texts)
+            except SearchTooLarge as err:  # reported as a finding (`reworded_not_audited`), never silent
+                found, self._not_audited = [], str(err)
             self._clusters = [
                 (
                     [self._near[i][0] for i in c.members],
@@ -160,7 +170,7 @@ class FileAudit:
                     c.similarity,
                     " ".join(texts[c.members[0]].split())[:80],
                 )
-                for c in clusters(texts)
+                for c in found
             ]
         return self._clusters
 
@@ -269,6 +279,16 @@ class FileAudit:
                     f"{len(lines)} rows from line {lines[0]}, {sample!r}, words alike >= {similarity:.2f}): "
                     "used once",
                     True,
+                )
+            )
+        if self._not_audited:
+            out.append(
+                Finding(
+                    "reworded_not_audited",
+                    len(self._near),
+                    [self._near[0][0]],
+                    f"reworded repeats were not looked for ({self._not_audited}); exact repeats were",
+                    False,
                 )
             )
         for lines, _, sample in clusters:

@@ -15,7 +15,9 @@ tokenizer on BiMed1.3M-sized input.
   (1/bands)^(1/rows) share a band key;
 - decontamination: `NgramIndex` holds the n-grams (13 by default) of every evaluation item and
   flags a training record that shares any of them, then measures how much of the evaluation
-  item is covered.
+  item is covered;
+- reworded repeats (the audit's): `clusters` / `similar_pairs`, MinHash LSH over word sets, every
+  candidate checked exactly.
 
 Only 64-bit hashes are kept in memory, never text. The random tables come from xxhash of fixed
 labels, so every process and every run computes the same hashes.
@@ -23,6 +25,7 @@ labels, so every process and every run computes the same hashes.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -433,7 +436,9 @@ REWORDED = 0.4
 # LSH for the candidates, then the exact Jaccard similarity of each candidate pair: 32 bands of 3
 # minima over word sets (shingle 1) catch a pair at Jaccard 0.4 with probability 0.88, at 0.5 with
 # 0.99 (and a cluster, joined through any of its pairs, almost surely), while a pair at 0.1 becomes a
-# candidate with probability 0.03, so the exact check stays cheap on files of 10^5 questions.
+# candidate with probability 0.03. Common words make most pairs of short questions share SOME
+# band, though (0.3 to 0.5 of all pairs of the real files): the checks grow with the square of
+# the rows, hence PAIR_LIMIT.
 AUDIT_MINHASHER = {"num_perm": 96, "bands": 32, "shingle": 1}
 
 
@@ -482,62 +487,153 @@ class _Forest:
             self.parent[max(a, b)] = min(a, b)
 
 
+# The exact checks run on slices of this many candidate pairs (memory stays bounded).
+_SLICE = 1 << 22
+# A search whose band buckets hold more candidate pairs than this is refused (`SearchTooLarge`)
+# rather than run for an hour: at REWORDED the candidates grow with the square of the rows (common
+# words fill whole bands), about 15 million pairs a second here (bimedix/README.md has the figures).
+PAIR_LIMIT = 600_000_000
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values: np.unique, by a sort (numpy 2.3's np.unique hashes integers,
+    ten times slower here on 10^7 codes)."""
+    values = np.sort(values)
+    return values[np.concatenate([[True], values[1:] != values[:-1]])] if len(values) else values
+
+
+class SearchTooLarge(ValueError):
+    """The LSH search would check more than PAIR_LIMIT candidate pairs."""
+
+
+def _band_pairs(order: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """Every pair (i, j), i < j, of members of the same bucket (order[starts[b]:ends[b]]), in slices
+    of about _SLICE pairs (a bucket larger than that is split by its first member)."""
+    sizes = ends - starts
+    first_member = np.cumsum(sizes) - sizes
+    position = np.repeat(starts, sizes) + (np.arange(int(sizes.sum())) - np.repeat(first_member, sizes))
+    after = np.repeat(ends, sizes) - position - 1  # members after each one in its bucket
+    total = np.cumsum(after)
+    if not len(total) or not total[-1]:
+        return
+    cuts = np.unique(np.searchsorted(total, np.arange(_SLICE, int(total[-1]), _SLICE), side="right"))
+    for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(after)], strict=True):
+        counts = after[lo:hi]
+        left = np.repeat(position[lo:hi], counts)
+        first = np.cumsum(counts) - counts
+        right = left + 1 + (np.arange(int(counts.sum())) - np.repeat(first, counts))
+        a, b = order[left], order[right]
+        yield np.minimum(a, b), np.maximum(a, b)
+
+
+class _WordSets:
+    """The word sets of a batch of texts as sorted (text, word) codes, for exact Jaccard
+    similarities of many pairs at once (the same values as `jaccard` on `word_sets`)."""
+
+    def __init__(self, words: Words):
+        vocabulary, ids = np.unique(words.hashes, return_inverse=True)
+        self.words = max(len(vocabulary), 1)
+        self.codes = _distinct(words.owner.astype(np.int64) * self.words + ids.astype(np.int64))
+        self.sizes = np.bincount(self.codes // self.words, minlength=words.count)
+        self.starts = np.cumsum(self.sizes) - self.sizes
+
+    def jaccard(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Each word of the smaller set of every pair is looked up in the other's."""
+        codes, sizes = self.codes, self.sizes
+        out = np.empty(len(i), dtype=np.float64)
+        for a in range(0, len(i), 1 << 16):  # in slices: the lookups stay small
+            x, y = i[a : a + (1 << 16)], j[a : a + (1 << 16)]
+            small, other = np.where(sizes[x] <= sizes[y], x, y), np.where(sizes[x] <= sizes[y], y, x)
+            lengths = sizes[small]
+            pair = np.repeat(np.arange(len(x)), lengths)
+            first = np.cumsum(lengths) - lengths
+            position = np.repeat(self.starts[small], lengths) + (
+                np.arange(int(lengths.sum())) - np.repeat(first, lengths)
+            )
+            probe = other[pair] * self.words + codes[position] % self.words
+            at = np.minimum(np.searchsorted(codes, probe), len(codes) - 1)
+            shared = np.bincount(pair, weights=codes[at] == probe, minlength=len(x))
+            union = sizes[x] + sizes[y] - shared
+            out[a : a + len(x)] = np.where(union > 0, shared / np.maximum(union, 1), 1.0)
+        return out
+
+
 def _links(
-    texts: list[str], threshold: float, same_numbers: bool, every_pair: bool
+    texts: list[str], threshold: float, same_numbers: bool, expand: bool
 ) -> tuple[list[tuple[int, int, float]], _Forest]:
-    """The LSH search: pairs that share a band key, checked exactly. every_pair=False checks a text
-    against one member per cluster already formed in its bucket, not against every member: the
-    clusters come out the same up to pairs LSH would also miss, and a bucket of m copies of one
-    question costs m checks instead of m^2 / 2 (the off-topic filler is just such a bucket)."""
+    """The pairs at or above `threshold` and the clusters they join. Texts of the same word set (and
+    numbers) are searched once: their copies join it at similarity 1, and with `expand` every pair
+    of the copies is listed too (m copies of a question cost m, not m^2 / 2 checks)."""
     forest = _Forest(len(texts))
-    if len(texts) < 2:
-        return [], forest
+    keys = [(words, number_key(t) if same_numbers else ()) for words, t in zip(word_sets(texts), texts, strict=True)]
+    first: dict[tuple, int] = {}
+    copies: dict[int, list[int]] = {}  # the first text of each word set -> every text of it
+    for i, key in enumerate(keys):
+        copies.setdefault(first.setdefault(key, i), []).append(i)
+    distinct = sorted(copies)
+    out = []
+    for a, b, similarity in _search([texts[i] for i in distinct], threshold, same_numbers):
+        a, b = distinct[a], distinct[b]
+        forest.join(a, b)
+        out += (
+            [(min(x, y), max(x, y), similarity) for x in copies[a] for y in copies[b]]
+            if expand
+            else [(a, b, similarity)]
+        )
+    for members in copies.values():
+        for x, y in itertools.combinations(members, 2) if expand else ((members[0], m) for m in members[1:]):
+            forest.join(x, y)
+            out.append((x, y, 1.0))
+    return sorted(out), forest
+
+
+def _search(texts: list[str], threshold: float, same_numbers: bool) -> list[tuple[int, int, float]]:
+    """The LSH search: every pair of texts that share a band key, checked exactly, in numpy.
+
+    A pair is checked once, however many bands it shares, and only when it can reach the threshold:
+    the same numbers (same_numbers), and sizes close enough (the Jaccard similarity is at most the
+    smaller set's size over the larger's). Raises SearchTooLarge above PAIR_LIMIT candidates."""
+    n = len(texts)
+    if n < 2:
+        return []
     minhasher = MinHasher(**AUDIT_MINHASHER)
     words = word_hashes(texts)
-    data, bounds = words.hashes.tolist(), words.bounds.tolist()
-    sets = [frozenset(data[bounds[i] : bounds[i + 1]]) for i in range(len(texts))]
     # one shingle = one word: the signature is a MinHash of the word SET (repeats do not count)
     keys = minhasher.band_keys(minhasher.signatures(words, sequence_hashes(words)))
-    number_keys = [number_key(t) for t in texts] if same_numbers else []
-    seen: set[tuple[int, int]] = set()
-    out = []
-
-    def check(i: int, j: int) -> bool:
-        if (i, j) in seen:
-            return False
-        seen.add((i, j))
-        if same_numbers and number_keys[i] != number_keys[j]:
-            return False
-        similarity = jaccard(sets[i], sets[j])
-        if similarity < threshold:
-            return False
-        out.append((i, j, similarity))
-        forest.join(i, j)
-        return True
-
+    buckets = []
     for band in range(minhasher.bands):
-        column = keys[:, band]
-        order = np.argsort(column, kind="stable")
-        ordered = column[order]
+        order = np.argsort(keys[:, band], kind="stable")
+        ordered = keys[order, band]
         starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
-        ends = np.concatenate([starts[1:], [len(order)]])
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            if end - start < 2:
-                continue
-            members = sorted(order[start:end].tolist())
-            if every_pair:
-                for x, i in enumerate(members):
-                    for j in members[x + 1 :]:
-                        check(i, j)
-                continue
-            representatives: dict[int, int] = {}  # cluster root -> its first member in this bucket
-            for j in members:
-                for i in list(representatives.values()):
-                    if forest.root(i) != forest.root(j):
-                        check(i, j)
-                representatives = {forest.root(i): i for i in representatives.values()}
-                representatives.setdefault(forest.root(j), j)
-    return sorted(out), forest
+        ends = np.concatenate([starts[1:], [n]])
+        shared = ends - starts >= 2
+        buckets.append((order, starts[shared], ends[shared]))
+    candidates = sum(int(((e - s) * (e - s - 1) // 2).sum()) for _, s, e in buckets)
+    if candidates > PAIR_LIMIT:
+        raise SearchTooLarge(
+            f"{n} texts: the near-duplicate search would check {candidates:,} candidate pairs "
+            f"(limit {PAIR_LIMIT:,}; common words put most pairs in one bucket)"
+        )
+    if same_numbers:
+        ids: dict[tuple, int] = {}
+        number_ids = np.fromiter((ids.setdefault(number_key(t), len(ids)) for t in texts), np.int64, n)
+    word_sets_ = _WordSets(words)
+    sizes = word_sets_.sizes
+    codes = []
+    for order, starts, ends in buckets:
+        for i, j in _band_pairs(order, starts, ends):
+            keep = np.minimum(sizes[i], sizes[j]) >= threshold * np.maximum(sizes[i], sizes[j])
+            if same_numbers:
+                keep &= number_ids[i] == number_ids[j]
+            codes.append(i[keep] * n + j[keep])
+    code = _distinct(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)  # a pair of many bands once
+    out = []
+    for a in range(0, len(code), _SLICE):
+        i, j = code[a : a + _SLICE] // n, code[a : a + _SLICE] % n
+        similarity = word_sets_.jaccard(i, j)
+        close = similarity >= threshold
+        out += zip(i[close].tolist(), j[close].tolist(), similarity[close].tolist(), strict=True)
+    return out
 
 
 def similar_pairs(
@@ -546,14 +642,14 @@ def similar_pairs(
     """(i, j, Jaccard) for every pair of texts whose canonical word sets agree at least `threshold`,
     i < j, found through MinHash LSH and checked exactly (a pair LSH misses is not reported).
     same_numbers: a pair whose numbers differ (`number_key`) is not similar, however many words agree.
-    Quadratic in the size of a bucket: for clusters of many copies, `clusters` is the one to call."""
-    return _links(texts, threshold, same_numbers, every_pair=True)[0]
+    Raises SearchTooLarge when LSH would check more than PAIR_LIMIT candidate pairs."""
+    return _links(texts, threshold, same_numbers, expand=True)[0]
 
 
 def clusters(texts: list[str], threshold: float = REWORDED, *, same_numbers: bool = True) -> list[Cluster]:
     """Groups of two or more texts joined by pairs at or above `threshold` (single linkage), each in
     text order, the clusters in order of their first text."""
-    pairs, forest = _links(texts, threshold, same_numbers, every_pair=False)
+    pairs, forest = _links(texts, threshold, same_numbers, expand=False)
     groups: dict[int, list[int]] = {}
     for i in range(len(texts)):
         groups.setdefault(forest.root(i), []).append(i)

@@ -471,11 +471,15 @@ def _reworded_across_files(items: list[Item], report: LoadReport) -> list[Item]:
     if len(report.sources) < 2:
         return items
     from bimedix.audit import near_text
-    from bimedix.dedup import clusters
+    from bimedix.dedup import SearchTooLarge, clusters
 
     owner = [k for k, sub in enumerate(report.sources) for _ in range(sub.rows_scored)]
     later: dict[int, int] = {}  # item index -> index of the first copy, in another file
-    for cluster in clusters([near_text(item) for item in items]):
+    try:
+        found = clusters([near_text(item) for item in items])
+    except SearchTooLarge as err:  # a task this large is not a benchmark this project scores; say so
+        raise EvalDataError(f"{report.sources[0].source} and the task's other files: {err}") from None
+    for cluster in found:
         first = cluster.members[0]
         for m in cluster.members[1:]:
             if owner[m] != owner[first]:

@@ -143,3 +143,38 @@ def test_a_task_read_from_two_files_scores_a_reworded_question_once(tmp_path):
     assert (reject.where, reject.code) == (f"{second.source}:8", "reworded_repeat")
     assert f"rewords the question of {first.source}:8" in reject.reason
     assert second.audit["reworded_repeats"] == 1 and report.to_dict()["audit_counts"]["reworded_repeat"] == 1
+
+
+def test_the_search_finds_every_pair_a_brute_force_finds_in_sliced_buckets(monkeypatch):
+    """Texts that share their common words fall into one large bucket; the search checks its pairs in
+    slices (here of 7 pairs) and still reports exactly the pairs an all-pairs comparison reports."""
+    import itertools
+
+    from bimedix import dedup
+
+    frame = "which of the following is the most common cause of"
+    texts = [f"{frame} {w}" for w in ("anaemia", "fever", "cough", "rash", "pain", "oedema", "jaundice")]
+    texts += [f"{frame} anaemia in children", f"the most common cause of fever in {frame}"]
+    monkeypatch.setattr(dedup, "_SLICE", 7)
+    sets = dedup.word_sets(texts)
+    brute = [
+        (i, j, dedup.jaccard(sets[i], sets[j]))
+        for i, j in itertools.combinations(range(len(texts)), 2)
+        if dedup.jaccard(sets[i], sets[j]) >= dedup.REWORDED
+    ]
+    assert len(brute) > 20, "the fixture must put most pairs in one bucket"
+    assert dedup.similar_pairs(texts) == brute
+
+
+def test_a_file_too_large_for_the_search_is_reported_not_passed_silently(tmp_path, monkeypatch):
+    from bimedix import dedup
+
+    path = tmp_path / "college_biology_test.csv"
+    write_file(path)
+    monkeypatch.setattr(dedup, "PAIR_LIMIT", 10)
+    read = formats.read_file(path, "mmlu_csv", formats.Context(language="ar", subject="college_biology"))
+    [finding] = [f for f in read.audit.findings() if f.code == "reworded_not_audited"]
+    assert finding.count == len(DISTINCT) + 12 and not finding.reject
+    assert "candidate pairs (limit 10;" in finding.message
+    assert len(read.items) == len(DISTINCT) + 12, "nothing dropped on a guess"
+    assert read.audit.reworded_count == 0
