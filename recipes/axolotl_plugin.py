@@ -63,12 +63,84 @@ def thread_report(environ: Mapping[str, str] = os.environ) -> str:
     return line
 
 
+def cpu_processes_skip_the_p2p_probe(environ: Mapping[str, str] = os.environ) -> bool:
+    """On a machine without CUDA, several processes (DDP over gloo): Axolotl's GPU peer-to-peer
+    probe (axolotl/utils/trainer.py:732 -> axolotl/utils/environment.py:39) calls
+    torch.cuda.can_device_access_peer, which raises "Found no NVIDIA driver" (a RuntimeError: the
+    probe catches AssertionError only) and ends every rank before training. With no GPU there is
+    no peer-to-peer link to probe: the probe is answered "no P2P" (Axolotl then sets
+    NCCL_P2P_DISABLE=1, which gloo ignores). True when it did so."""
+    import torch
+
+    if int(environ.get("WORLD_SIZE") or 1) < 2 or torch.cuda.is_available():
+        return False
+    import axolotl.utils.trainer
+
+    axolotl.utils.trainer.check_cuda_p2p_ib_support = lambda: False
+    return True
+
+
+def cpu_ranks_load_on_the_cpu(cfg) -> bool:
+    """Axolotl's normalize_config gives every process of a multi-process run the device map
+    {"": LOCAL_RANK} (axolotl/utils/config/__init__.py:255-256), after choose_device had picked
+    {"": "cpu"} on a machine without CUDA (:154): the integer is a CUDA device, and loading the
+    model fails with "Found no NVIDIA driver". On such a machine each rank loads on the CPU.
+    True when it changed the map."""
+    if getattr(cfg, "device", None) != "cpu" or int(cfg.world_size or 1) < 2:
+        return False
+    if cfg.device_map == {"": int(os.environ.get("LOCAL_RANK", 0))}:
+        cfg.device_map = {"": "cpu"}
+        return True
+    return False
+
+
+def check_trainer_world(trainer, environ: Mapping[str, str] = os.environ) -> None:
+    """Raise when the launcher started several processes but the Trainer does not train them as one
+    (no distributed state: no DDP, each process alone on all the data; what a CPU launch without
+    ACCELERATE_USE_CPU gives, with nothing but a warning)."""
+    started = int(environ.get("WORLD_SIZE") or 1)
+    if started > 1 and trainer.args.world_size != started:
+        raise RuntimeError(
+            f"the launcher started {started} training processes, but the Trainer runs {trainer.args.world_size} "
+            f"as one job (parallel mode {trainer.args.parallel_mode.value}): each would train alone on all the "
+            f"data; on a CPU, start it through `python -m recipes train` (it sets ACCELERATE_USE_CPU=true)"
+        )
+
+
+def average_tokens_across_processes(trainer) -> bool:
+    """Axolotl builds its TrainingArguments with average_tokens_across_devices=False, whatever the
+    config says (axolotl/core/builders/base.py:762). Then each process divides its loss by its OWN
+    labelled tokens and DDP averages those means: on several processes a token of a short packed row
+    weighs more than one of a long row, while one process with gradient accumulation divides by the
+    tokens of the whole optimizer step (transformers/trainer.py, `_get_num_items_in_batch`). The
+    same global batch then trains another objective (measured on the tiny recipe, 2 processes x 1
+    against 1 x 2 accumulation steps, one SGD step: the LoRA updates differ by about 20% in
+    direction). With the flag on, transformers counts the tokens of all processes and scales each
+    process's loss by their number, so the gradient is the one-process one. True when it was off."""
+    if trainer.args.world_size < 2 or trainer.args.average_tokens_across_devices:
+        return False
+    trainer.args.average_tokens_across_devices = True
+    return True
+
+
 class BimedixPlugin(BasePlugin):
     """Seeds the adapter initialisation; checks the world size the batch was planned for."""
+
+    def register(self, cfg) -> None:  # before Axolotl's load_cfg probes the GPUs (axolotl/cli/config.py:297-324)
+        cpu_processes_skip_the_p2p_probe()
+
+    def load_datasets(self, cfg, preprocess: bool = False):  # after load_cfg, before the model is built
+        cpu_ranks_load_on_the_cpu(cfg)
+        return None  # Axolotl loads the datasets
 
     def pre_model_load(self, cfg) -> None:
         check_world_size()
         print(thread_report(), flush=True)
+
+    def post_trainer_create(self, cfg, trainer) -> None:
+        check_trainer_world(trainer)
+        if average_tokens_across_processes(trainer):
+            print("bimedix: the loss averages over the tokens of all processes (the one-process objective)", flush=True)
 
     def pre_lora_load(self, cfg, model) -> None:
         if cfg.seed is not None:

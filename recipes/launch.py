@@ -306,6 +306,26 @@ def plan_batch(
     return world, batch
 
 
+def cpu_processes(hardware: Hardware, launcher: str, world: WorldPlan) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The launcher arguments and environment of several training processes on a CPU target (gloo).
+
+    - `accelerate launch --num_processes 2` without `--multi_gpu` starts ONE process on a machine
+      without GPUs (accelerate/commands/launch.py:1403: only `--multi_gpu` reaches the torchrun-style
+      launcher, else `simple_launcher`); `--multi_gpu` is added.
+    - Each rank must see ACCELERATE_USE_CPU=true: transformers' TrainingArguments then builds its
+      PartialState with cpu=True (transformers/training_args.py:1840), which accelerate makes a
+      MULTI_CPU (gloo) state (accelerate/state.py, `_prepare_backend`). Without it the state is
+      NOT distributed: the Trainer wraps no DDP, every rank trains alone on ALL the data, and
+      only a warning says so ("parallel_mode != ParallelMode.DISTRIBUTED").
+    The plugin checks the result in every rank (recipes/axolotl_plugin.py, `check_trainer_world`)."""
+    args = world.launcher_args
+    if hardware.cuda or world.processes < 2 or launcher == "python":
+        return args, {}
+    if launcher == "accelerate" and "multi_gpu" not in launcher_options(args):
+        args = ("--multi_gpu", *args)
+    return args, {"ACCELERATE_USE_CPU": "true"}
+
+
 def train(options: RunOptions, registry: Registry, *, launcher: str, launcher_args: str, dry_run: bool) -> Path:
     """Check everything, then `axolotl train`. Returns the adapter folder."""
     resolved = resolve(options, registry)
@@ -342,15 +362,16 @@ def train(options: RunOptions, registry: Registry, *, launcher: str, launcher_ar
         fitting = overlays_for(registry, options.variant, world.processes)
         hint = f"; {' or '.join(fitting)} (written for {world.processes} GPUs) shards them" if fitting else ""
         print(f"note: {world.processes} processes without an overlay: plain DDP, every GPU holds the whole model and optimizer{hint}", flush=True)  # fmt: skip
+    launcher_args, env = cpu_processes(resolved.hardware, launcher, world)
     config = resolved.run_dir / "axolotl.yaml"
-    command = train_command(config, launcher, shlex.join(world.launcher_args), threads)
+    command = train_command(config, launcher, shlex.join(launcher_args), threads)
     dump(recipe, config, f"Resolved by `python -m recipes train {options.variant}` from {', '.join(recipe.sources)}.\nEdit the recipe, not this file.")  # fmt: skip
     if dry_run:
         print(f"dry run: wrote {rel(config)}; would run:")
         print("+ " + shlex.join(command))
         return ROOT / recipe.data["output_dir"]
     refresh_prepared(recipe, list(rows), digests)
-    code, _ = run_logged(command, resolved.run_dir / "train.log", planned_env(world, recipe.data, threads))
+    code, _ = run_logged(command, resolved.run_dir / "train.log", planned_env(world, recipe.data, threads) | env)
     if code != 0:
         raise LaunchError(f"axolotl train failed (exit {code}); its output is in {rel(resolved.run_dir / 'train.log')}")
     adapter = ROOT / recipe.data["output_dir"]

@@ -339,3 +339,34 @@ def test_manifest_reader_takes_only_what_it_needs(tmp_path):
     manifest.write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"manifest.json: expected a JSON object, got list"):
         read_provenance(data)
+
+
+def test_several_cpu_processes_launch_as_one_distributed_job():
+    """accelerate starts one process on a CPU unless told --multi_gpu, and the ranks train alone
+    unless they see ACCELERATE_USE_CPU=true (recipes/launch.py, `cpu_processes`)."""
+    from recipes.launch import cpu_processes
+    from recipes.world import WorldPlan
+
+    cpu, gpu = resolve(RunOptions("tiny"), REGISTRY).hardware, resolve(RunOptions("bilingual"), REGISTRY).hardware
+    two = WorldPlan(2, "accelerate --num_processes 2", ("--num_processes", "2"), 2)
+    assert cpu_processes(cpu, "accelerate", two) == (("--multi_gpu", "--num_processes", "2"), {"ACCELERATE_USE_CPU": "true"})  # fmt: skip
+    named = WorldPlan(2, "", ("--multi_gpu", "--num_processes", "2"), 2)
+    assert cpu_processes(cpu, "accelerate", named)[0] == named.launcher_args  # not twice
+    nodes = WorldPlan(2, "", ("--nnodes", "2", "--nproc_per_node", "1"), 1)
+    assert cpu_processes(cpu, "torchrun", nodes) == (nodes.launcher_args, {"ACCELERATE_USE_CPU": "true"})
+    assert cpu_processes(gpu, "accelerate", two) == (two.launcher_args, {})
+    one = WorldPlan(1, "", ("--num_processes", "1"), 1)
+    assert cpu_processes(cpu, "accelerate", one) == (one.launcher_args, {})
+
+
+def test_the_plugin_refuses_ranks_that_would_train_alone(tmp_path):
+    from transformers import TrainingArguments
+
+    from recipes.axolotl_plugin import check_trainer_world
+
+    class Started:  # what the plugin reads of a Trainer: its arguments
+        args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+
+    check_trainer_world(Started(), {"WORLD_SIZE": "1"})
+    with pytest.raises(RuntimeError, match="started 2 training processes, but the Trainer runs 1 as one job"):
+        check_trainer_world(Started(), {"WORLD_SIZE": "2"})
