@@ -286,6 +286,15 @@ def rule_problems(recipe: Recipe, hardware: Hardware, registry: Registry) -> lis
         )
     if not hardware.cuda and data.get("quantize_moe_experts"):
         problem(("quantize_moe_experts",), f"needs CUDA; {hardware.name} has none: set it to false")
+    if not hardware.cuda and (data.get("fsdp_version") or data.get("fsdp_config")):
+        # Axolotl builds FSDP's device mesh as "cuda" (axolotl/utils/distributed.py:361), and accelerate
+        # makes an FSDP state only for GPU-like devices (accelerate/state.py:986-1013: MULTI_CPU is not one)
+        key = "fsdp_version" if data.get("fsdp_version") else "fsdp_config"
+        problem((key,), f"FSDP needs CUDA ({hardware.name} has none): Axolotl builds its device mesh on 'cuda' (axolotl/utils/distributed.py:361); several CPU processes run DDP without an overlay")  # fmt: skip
+    if not hardware.cuda and data.get("use_ray"):
+        # axolotl/cli/train.py:130 asks Ray for use_gpu=True, which adds GPU: 1 to every worker
+        # (ray/air/config.py:231-232): on a cluster without GPUs the workers are never scheduled
+        problem(("use_ray",), f"Axolotl's Ray Train asks one GPU per worker (axolotl/cli/train.py:130; {hardware.name} has none): the job would wait forever for GPUs")  # fmt: skip
     out.extend(_checkpointing_problems(recipe, model_config))
 
     # Data: packing, the project's chat template, the data stage's format.

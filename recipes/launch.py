@@ -261,13 +261,14 @@ def run_logged(command: list[str], log: Path, extra_env: dict[str, str] | None =
     log.parent.mkdir(parents=True, exist_ok=True)
     print("+ " + shlex.join(command), flush=True)
     kept: list[str] = []
-    with log.open("w", encoding="utf-8") as sink:
+    with log.open("w", encoding="utf-8", buffering=1) as sink:  # line-buffered: the log is current while it runs
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
         )
         assert process.stdout is not None
         for line in process.stdout:
             sys.stdout.write(line)
+            sys.stdout.flush()
             sink.write(line)
             kept.append(line)
         code = process.wait()
@@ -326,6 +327,34 @@ def cpu_processes(hardware: Hardware, launcher: str, world: WorldPlan) -> tuple[
     return args, {"ACCELERATE_USE_CPU": "true"}
 
 
+def rendezvous_args(launcher: str, args: tuple[str, ...], variant: str) -> tuple[str, ...]:
+    """torchrun with --rdzv_endpoint and no --rdzv_id: Axolotl adds a RANDOM id of its own
+    (axolotl/cli/utils/train.py:36-41), a different one on every node, so the nodes of a
+    multi-node launch never meet and wait until the rendezvous times out. Every node computes this
+    same id instead (pass --rdzv_id to choose another, e.g. for two jobs on one endpoint)."""
+    options = launcher_options(args)
+    if launcher != "torchrun" or "rdzv_endpoint" not in options or "rdzv_id" in options:
+        return args
+    return (*args, "--rdzv_id", f"bimedix-{variant}")
+
+
+def ray_driver(recipe: dict, launcher: str, launcher_args: str) -> tuple[str, str]:
+    """With use_ray, Axolotl must run as ONE driver process that asks Ray for the workers. Axolotl
+    skips its launcher only for `--use-ray` on its command line (axolotl/cli/main.py:139), not for
+    use_ray in the config: through `accelerate launch` on an 8-GPU host it would start 8 drivers,
+    each asking Ray for 8 GPU workers. The launcher becomes python; launcher arguments, which
+    nothing would read, are refused."""
+    if not recipe.get("use_ray"):
+        return launcher, launcher_args
+    if launcher_args.strip():
+        raise LaunchError(
+            f"use_ray: Ray Train starts the workers (ray_num_workers), so LAUNCHER_ARGS {launcher_args!r} would be ignored: leave them empty"
+        )
+    if launcher != "python":
+        print(f"Ray Train: axolotl runs as one driver process (launcher python, not {launcher}); Ray starts the workers", flush=True)  # fmt: skip
+    return "python", ""
+
+
 def train(options: RunOptions, registry: Registry, *, launcher: str, launcher_args: str, dry_run: bool) -> Path:
     """Check everything, then `axolotl train`. Returns the adapter folder."""
     resolved = resolve(options, registry)
@@ -335,6 +364,7 @@ def train(options: RunOptions, registry: Registry, *, launcher: str, launcher_ar
         raise LaunchError(
             "OVERLAY=ray needs Ray Train, which requirements/main.lock holds but this environment lacks: run `make env`"
         )
+    launcher, launcher_args = ray_driver(recipe.data, launcher, launcher_args)
     base_weights(resolved, registry)
     rows = check_data(recipe, options.variant)
     digests = {path: sha256_file(path) for path in rows}
@@ -363,6 +393,7 @@ def train(options: RunOptions, registry: Registry, *, launcher: str, launcher_ar
         hint = f"; {' or '.join(fitting)} (written for {world.processes} GPUs) shards them" if fitting else ""
         print(f"note: {world.processes} processes without an overlay: plain DDP, every GPU holds the whole model and optimizer{hint}", flush=True)  # fmt: skip
     launcher_args, env = cpu_processes(resolved.hardware, launcher, world)
+    launcher_args = rendezvous_args(launcher, launcher_args, options.variant)
     config = resolved.run_dir / "axolotl.yaml"
     command = train_command(config, launcher, shlex.join(launcher_args), threads)
     dump(recipe, config, f"Resolved by `python -m recipes train {options.variant}` from {', '.join(recipe.sources)}.\nEdit the recipe, not this file.")  # fmt: skip

@@ -22,7 +22,7 @@ ALLOW_SAMPLE_DATA ?=
 RECIPES_RUN = --base-model '$(BASE_MODEL)' --data-dir '$(DATA_DIR)' --output-root '$(TRAIN_OUTPUT)' --overlay '$(OVERLAY)'
 RECIPES_LAUNCH = --launcher '$(LAUNCHER)' --launcher-args='$(LAUNCHER_ARGS)' $(if $(filter-out 0 no false,$(ALLOW_SAMPLE_DATA)),--allow-sample-data)
 
-.PHONY: check-recipes train-tiny train-bilingual train-arabic train-english merge bench-recipes env-gpu
+.PHONY: check-recipes train-tiny train-bilingual train-arabic train-english merge bench-recipes bench-distributed env-gpu
 
 # Training reads what `make data` built (DATA_DIR) and never rebuilds it: run `make data` first.
 check-recipes: env ## Validate every recipe offline: Axolotl's schema for its hardware + the project's rules
@@ -45,6 +45,9 @@ merge: env ## Merge VARIANT's adapter (default tiny) into its base, experts and 
 
 bench-recipes: env tiny-model ## Tiny-recipe train steps/s on the CPU and packing efficiency on what `make data` built
 	@$(PY) benchmarks/recipes_bench.py --data-dir '$(DATA_DIR)'
+
+bench-distributed: env tiny-model ## The tiny recipe on 2 CPU processes (DDP, two torchrun nodes) against one: time, loss parity, a killed rank, resume
+	@$(PY) benchmarks/bench_distributed.py
 
 env-gpu: env ## GPU hosts: install requirements/gpu.txt (DeepSpeed, Ray Train) into .venv, constrained by the lock
 	@$(PY) -m recipes install-gpu

@@ -93,6 +93,14 @@ BROKEN = {
     ),
     "schema": ({"load_in_4bit": False}, "Axolotl schema: Require cfg.load_in_4bit to be True for qlora"),
     "quantized experts on cpu": ({"quantize_moe_experts": True}, "quantize_moe_experts: needs CUDA"),
+    "fsdp on cpu": (
+        {"fsdp_version": 2},
+        "fsdp_version: FSDP needs CUDA (cpu has none): Axolotl builds its device mesh on 'cuda'",
+    ),
+    "ray on cpu": (
+        {"use_ray": True, "ray_num_workers": 2},
+        "use_ray: Axolotl's Ray Train asks one GPU per worker (axolotl/cli/train.py:130; cpu has none)",
+    ),
     "flash on cpu": ({"attn_implementation": "flash_attention_2"}, "packed samples stay apart only with sdpa"),
     "checkpointing left to Axolotl (reentrant)": (
         {"gradient_checkpointing_kwargs": _DELETE},

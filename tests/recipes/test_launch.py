@@ -370,3 +370,25 @@ def test_the_plugin_refuses_ranks_that_would_train_alone(tmp_path):
     check_trainer_world(Started(), {"WORLD_SIZE": "1"})
     with pytest.raises(RuntimeError, match="started 2 training processes, but the Trainer runs 1 as one job"):
         check_trainer_world(Started(), {"WORLD_SIZE": "2"})
+
+
+def test_every_node_of_a_torchrun_launch_joins_the_same_rendezvous():
+    """Axolotl would give each node a random --rdzv_id (the nodes never meet); every node gets the same."""
+    from recipes.launch import rendezvous_args
+
+    nodes = ("--nnodes", "2", "--nproc_per_node", "8", "--rdzv_backend", "c10d", "--rdzv_endpoint", "head:29500")
+    assert rendezvous_args("torchrun", nodes, "bilingual") == (*nodes, "--rdzv_id", "bimedix-bilingual")
+    assert rendezvous_args("torchrun", (*nodes, "--rdzv_id", "job7"), "bilingual") == (*nodes, "--rdzv_id", "job7")
+    assert rendezvous_args("torchrun", ("--nproc_per_node", "8"), "bilingual") == ("--nproc_per_node", "8")
+    assert rendezvous_args("accelerate", nodes, "bilingual") == nodes
+
+
+def test_ray_train_runs_axolotl_as_one_driver(capsys):
+    """use_ray in the config: through accelerate, an 8-GPU host would start 8 Ray drivers."""
+    from recipes.launch import LaunchError, ray_driver
+
+    assert ray_driver({"use_ray": True}, "accelerate", "") == ("python", "")
+    assert "axolotl runs as one driver process (launcher python, not accelerate)" in capsys.readouterr().out
+    assert ray_driver({}, "accelerate", "--num_processes 8") == ("accelerate", "--num_processes 8")
+    with pytest.raises(LaunchError, match="LAUNCHER_ARGS '--num_processes 8' would be ignored"):
+        ray_driver({"use_ray": True}, "accelerate", "--num_processes 8")
