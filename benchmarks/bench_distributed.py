@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         "--save-steps",
         type=int,
         default=2,
-        help="2: every checkpoint at an epoch boundary of the fixture data on 2 ranks (a mid-epoch one, 3, resumes with other rows for one step: recipes/README.md)",
+        help="2: the kill and resume at an epoch boundary of the fixture data on 2 ranks; 3: one step inside an epoch (the resume the plugin fixed: recipes/README.md)",
     )
     parser.add_argument("--port", type=int, default=29541)
     parser.add_argument("--only", nargs="*", default=["one", "ddp", "nodes", "kill-ddp", "kill-nodes"])

@@ -22,6 +22,8 @@ each training process (the repository root is on PYTHONPATH).
   `torch.get_num_threads()` and OMP_NUM_THREADS, read inside the process itself, beside the count
   `python -m recipes train` planned (BIMEDIX_CPU_THREADS); a launcher that overrode the plan shows
   as a warning in train.log (`accelerate launch` alone gives every process one thread).
+- **Resumes several processes on the rows they would have trained.** See
+  `wrapped_batch_samplers_pass_the_epoch_on`.
 """
 
 from __future__ import annotations
@@ -80,6 +82,35 @@ def cpu_processes_skip_the_p2p_probe(environ: Mapping[str, str] = os.environ) ->
     return True
 
 
+def _pass_the_epoch_on(self, epoch: int) -> None:
+    inner = self.batch_sampler
+    if hasattr(inner, "set_epoch"):
+        inner.set_epoch(epoch)
+    sampler = getattr(inner, "sampler", None)  # what DataLoaderShard.set_epoch does for a sampler it holds
+    if sampler is not inner and hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
+
+def wrapped_batch_samplers_pass_the_epoch_on() -> bool:
+    """On several processes accelerate wraps Axolotl's multipack batch sampler in a BatchSamplerShard,
+    and on resume inside an epoch in a SkipBatchSampler too (accelerate/data_loader.py:1338,
+    :1412). Neither has set_epoch, so the epoch the Trainer sets (transformers/trainer.py:1834-1841
+    reaches through one wrapper only) never reaches the multipack sampler, which keeps the batches it
+    cached before the resume, nor its SeedableRandomSampler (accelerate/data_loader.py:91-107), whose
+    order then depends on how often it was iterated. The resumed epoch trains other rows than the
+    run that was interrupted: some twice, some never, with no message (one process holds the sampler
+    directly and resumes right). Each wrapper passes the epoch on, as DataLoaderShard.set_epoch does
+    for the sampler it holds (accelerate/data_loader.py:622-635). True when it added the method."""
+    from accelerate import data_loader
+
+    added = False
+    for cls in (data_loader.BatchSamplerShard, data_loader.SkipBatchSampler):
+        if "set_epoch" not in vars(cls):
+            cls.set_epoch = _pass_the_epoch_on
+            added = True
+    return added
+
+
 def cpu_ranks_load_on_the_cpu(cfg) -> bool:
     """Axolotl's normalize_config gives every process of a multi-process run the device map
     {"": LOCAL_RANK} (axolotl/utils/config/__init__.py:255-256), after choose_device had picked
@@ -124,10 +155,12 @@ def average_tokens_across_processes(trainer) -> bool:
 
 
 class BimedixPlugin(BasePlugin):
-    """Seeds the adapter initialisation; checks the world size the batch was planned for."""
+    """Seeds the adapter initialisation; checks the world size the batch was planned for; passes the
+    epoch to wrapped samplers."""
 
     def register(self, cfg) -> None:  # before Axolotl's load_cfg probes the GPUs (axolotl/cli/config.py:297-324)
         cpu_processes_skip_the_p2p_probe()
+        wrapped_batch_samplers_pass_the_epoch_on()
 
     def load_datasets(self, cfg, preprocess: bool = False):  # after load_cfg, before the model is built
         cpu_ranks_load_on_the_cpu(cfg)
