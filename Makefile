@@ -67,10 +67,14 @@ format: env ## Rewrite the code in the house format (ruff format, ruff check --f
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Test processes (pytest-xdist): one per core, at most 4 (each holds torch and Axolotl, 1-2 GB).
+# tests/conftest.py schedules them: whole files, heavy ones first, files sharing a fixture together.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+
 .PHONY: test
-test: lint env env-serve tiny-model ## Lint, then every test, offline (main env, then serving env)
-	$(TEST_ENV) $(PY) -m pytest tests --ignore=tests/serve --durations=10
-	$(TEST_ENV) $(SERVE_PY) -m pytest tests/serve --durations=5
+test: lint env env-serve tiny-model ## Lint, then every test, offline (main env, then serving env), TEST_WORKERS processes
+	$(TEST_ENV) $(PY) -m pytest tests --ignore=tests/serve -n $(TEST_WORKERS) --durations=10
+	$(TEST_ENV) $(SERVE_PY) -m pytest tests/serve -n $(TEST_WORKERS) --durations=5
 
 # The stages add their targets here (data, train-*, merge, eval, serve, demo, bench).
 include $(sort $(wildcard bimedix/*.mk data_prep/*.mk recipes/*.mk eval_tasks/*.mk serve/*.mk demo/*.mk benchmarks/*.mk))

@@ -15,6 +15,7 @@ whose inputs are unchanged does nothing; one whose inputs changed rebuilds.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shutil
 import sys
@@ -139,14 +140,21 @@ def is_current(out_dir: Path, spec: TinySpec) -> bool:
 
 
 def build(out_dir: Path = TINY_MODEL_DIR, spec: TinySpec = TinySpec(), force: bool = False) -> Path:
-    """Write the model and tokenizer to out_dir (atomically: a half-built folder never appears)."""
+    """Write the model and tokenizer to out_dir (atomically: a half-built folder never appears). One
+    build at a time per folder (a file lock): parallel test processes wait for the first build."""
     out_dir = Path(out_dir)
-    if not force and is_current(out_dir, spec):
-        print(f"tiny model up to date: {out_dir}")
-        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force and is_current(out_dir, spec):
+            print(f"tiny model up to date: {out_dir}")
+            return out_dir
+        return _build(out_dir, spec)
+
+
+def _build(out_dir: Path, spec: TinySpec) -> Path:
     tokenizer = train_tokenizer(TINY_CORPUS, spec.vocab_size)
     model = build_model(spec, tokenizer)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as scratch:
         staging = Path(scratch) / out_dir.name
         model.save_pretrained(staging)

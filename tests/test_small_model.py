@@ -25,6 +25,8 @@ from bimedix.chat import chat_template, render, system_message
 from bimedix.paths import CHAT_TEMPLATE, ROOT, SMALL_MODEL_DIR, SMALL_TEACHER_DIR
 from tests.moe_routing import zero_one_expert
 
+pytestmark = pytest.mark.heavy  # runs Axolotl or loads models: scheduled first (tests/conftest.py)
+
 CONVERSATION = [
     {"role": "system", "content": system_message()},
     {"role": "user", "content": "What is the first-line drug for type 2 diabetes?"},

@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bimedix.paths import CHAT_TEMPLATE, ROOT
 from data_prep.tokens import render
+
+pytestmark = pytest.mark.heavy  # runs Axolotl or loads models: scheduled first (tests/conftest.py)
 
 
 def test_axolotl_preprocess_labels_only_assistant_turns(built, tiny_model_dir, tokenizer, tmp_path):

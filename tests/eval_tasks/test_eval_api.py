@@ -18,6 +18,8 @@ import pytest
 from bimedix.paths import ROOT
 from eval_tasks.api_model import FastChatCompletionsLM, FastChatReplyError
 
+pytestmark = pytest.mark.heavy  # runs Axolotl or loads models: scheduled first (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def lm(tiny_model_dir):

@@ -14,6 +14,8 @@ import pytest
 from bimedix.paths import ROOT
 from eval_tasks import registry
 
+pytestmark = pytest.mark.heavy  # runs Axolotl or loads models: scheduled first (tests/conftest.py)
+
 OFFLINE = {
     **os.environ,
     "HF_HUB_OFFLINE": "1",

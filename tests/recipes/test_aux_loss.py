@@ -23,6 +23,8 @@ from recipes.config import dump, load
 from recipes.launch import run_logged, train_command
 from tests.recipes.helpers import run_cli
 
+pytestmark = pytest.mark.heavy  # runs Axolotl or loads models: scheduled first (tests/conftest.py)
+
 ONE_STEP = [
     "--launcher", "python",
     "--set", "max_steps=1",  # one optimizer step: the control below holds exactly for one

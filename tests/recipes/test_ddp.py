@@ -21,6 +21,8 @@ from safetensors.torch import load_file
 from recipes.trainlog import records
 from tests.recipes.helpers import TRAIN_STEPS, run_cli
 
+pytestmark = pytest.mark.heavy  # runs Axolotl or loads models: scheduled first (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def runs(trained, data_dir, tmp_path_factory) -> dict[int, object]:

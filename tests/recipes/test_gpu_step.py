@@ -12,6 +12,8 @@ import pytest
 from bimedix.paths import ROOT
 from recipes.trainlog import summarise
 
+pytestmark = pytest.mark.heavy  # runs Axolotl or loads models: scheduled first (tests/conftest.py)
+
 SCRIPT = ROOT / "benchmarks" / "recipes_gpu_step.py"
 
 

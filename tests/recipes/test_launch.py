@@ -21,6 +21,8 @@ from recipes.registry import load_registry
 from recipes.weights import WeightsError, locate
 from tests.recipes.helpers import fixture_rows, run_cli
 
+pytestmark = pytest.mark.heavy  # runs Axolotl or loads models: scheduled first (tests/conftest.py)
+
 REGISTRY = load_registry()
 
 

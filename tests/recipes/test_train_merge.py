@@ -16,6 +16,8 @@ from bimedix.paths import ROOT
 from recipes.trainlog import summarise
 from tests.recipes.helpers import TRAIN_STEPS, fixture_rows
 
+pytestmark = pytest.mark.heavy  # runs Axolotl or loads models: scheduled first (tests/conftest.py)
+
 TINY = yaml.safe_load((ROOT / "recipes" / "tiny" / "qlora.yaml").read_text(encoding="utf-8"))
 PROMPT = [{"role": "user", "content": "ما سَبَبُ الإسقربوط؟ What causes scurvy? ١٢٣"}]
 
