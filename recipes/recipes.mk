@@ -49,5 +49,5 @@ bench-recipes: env tiny-model ## Tiny-recipe train steps/s on the CPU and packin
 bench-distributed: env tiny-model ## The tiny recipe on 2 CPU processes (DDP, two torchrun nodes) against one: time, loss parity, a killed rank, resume
 	@$(PY) benchmarks/bench_distributed.py
 
-env-gpu: env ## GPU hosts: install requirements/gpu.txt (DeepSpeed, Ray Train) into .venv, constrained by the lock
+env-gpu: env ## GPU hosts: install requirements/gpu.txt (DeepSpeed) into .venv, constrained by the lock
 	@$(PY) -m recipes install-gpu

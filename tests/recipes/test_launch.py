@@ -16,7 +16,17 @@ import yaml
 from bimedix.paths import ROOT
 from recipes.config import RecipeError, parse_assignment
 from recipes.datacheck import check_file
-from recipes.launch import LaunchError, RunOptions, plan_batch, refresh_prepared, resolve, train, train_command
+from recipes.launch import (
+    LaunchError,
+    RunOptions,
+    plan_batch,
+    ray_driver,
+    refresh_prepared,
+    rendezvous_args,
+    resolve,
+    train,
+    train_command,
+)
 from recipes.registry import load_registry
 from recipes.weights import WeightsError, locate
 from tests.recipes.helpers import fixture_rows, run_cli
@@ -376,8 +386,6 @@ def test_the_plugin_refuses_ranks_that_would_train_alone(tmp_path):
 
 def test_every_node_of_a_torchrun_launch_joins_the_same_rendezvous():
     """Axolotl would give each node a random --rdzv_id (the nodes never meet); every node gets the same."""
-    from recipes.launch import rendezvous_args
-
     nodes = ("--nnodes", "2", "--nproc_per_node", "8", "--rdzv_backend", "c10d", "--rdzv_endpoint", "head:29500")
     assert rendezvous_args("torchrun", nodes, "bilingual") == (*nodes, "--rdzv_id", "bimedix-bilingual")
     assert rendezvous_args("torchrun", (*nodes, "--rdzv_id", "job7"), "bilingual") == (*nodes, "--rdzv_id", "job7")
@@ -387,8 +395,6 @@ def test_every_node_of_a_torchrun_launch_joins_the_same_rendezvous():
 
 def test_ray_train_runs_axolotl_as_one_driver(capsys):
     """use_ray in the config: through accelerate, an 8-GPU host would start 8 Ray drivers."""
-    from recipes.launch import LaunchError, ray_driver
-
     assert ray_driver({"use_ray": True}, "accelerate", "") == ("python", "")
     assert "axolotl runs as one driver process (launcher python, not accelerate)" in capsys.readouterr().out
     assert ray_driver({}, "accelerate", "--num_processes 8") == ("accelerate", "--num_processes 8")
